@@ -1,0 +1,43 @@
+from django.contrib import admin
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+from kefu.accounts.views import SignInView
+from kefu.config.api import api
+
+
+def healthz(request: HttpRequest) -> JsonResponse:
+    """200 when the database answers; 503 otherwise (for load balancers and `kefu run`)."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except Exception:
+        return JsonResponse({"status": "unavailable", "database": "unreachable"}, status=503)
+    return JsonResponse({"status": "ok"})
+
+
+admin.site.site_header = "kefu"
+admin.site.site_title = "kefu"
+
+urlpatterns = [
+    # Until the agent workspace lands, the back office is the page people reach.
+    path("", RedirectView.as_view(url="/admin/", permanent=False), name="home"),
+    path("healthz", healthz, name="healthz"),
+    path("api/v1/", api.urls),
+    path("accounts/", include("kefu.accounts.urls")),
+    # Language switch for signed-out pages (the sign-in page); agents use their preferences.
+    path("i18n/", include("django.conf.urls.i18n")),
+    # One sign-in page, behind the rate limit: the back office's own login form has none.
+    # (No redirect for a signed-in agent: the back office sends non-staff here, a loop.)
+    path(
+        "admin/login/",
+        SignInView.as_view(redirect_authenticated_user=False),
+        name="admin_login",
+    ),
+    path("admin/", admin.site.urls),
+    path("automation/", include("kefu.automation.urls")),
+    path("search/", include("kefu.search.urls")),
+]

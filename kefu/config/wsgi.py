@@ -1,0 +1,8 @@
+"""WSGI entry point: plain HTTP pages and the REST API at scale (granian --interface wsgi)."""
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kefu.config.settings")
+application = get_wsgi_application()

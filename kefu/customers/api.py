@@ -1,0 +1,72 @@
+"""REST API v1: customers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.http import HttpRequest
+from ninja import Router, Schema
+
+from kefu.accounts.models import Agent
+from kefu.customers.selectors import customer_conversations, get_customer
+
+router = Router(tags=["customers"])
+
+
+class IdentityOut(Schema):
+    kind: str
+    value: str
+
+
+class CustomerConversationOut(Schema):
+    id: int
+    inbox_id: int
+    channel: str
+    subject: str
+    status: str
+    last_message_at: datetime
+
+
+class CustomerOut(Schema):
+    id: int
+    name: str
+    email: str
+    phone: str
+    language: str
+    location: str
+    tags: list[str]
+    merged_into_id: int | None
+    identities: list[IdentityOut]
+    conversations: list[CustomerConversationOut]
+    created_at: datetime
+
+
+@router.get("/customers/{customer_id}", response=CustomerOut)
+def customer_detail(request: HttpRequest, customer_id: int):  # type: ignore[no-untyped-def]
+    """The customer with their identities and the conversations the caller may see."""
+    user: Agent = request.auth  # type: ignore[attr-defined, assignment]
+    customer = get_customer(user, customer_id)
+    conversations = customer_conversations(user, customer)[:200]
+    return {
+        "id": customer.pk,
+        "name": customer.name,
+        "email": customer.email,
+        "phone": customer.phone,
+        "language": customer.language,
+        "location": customer.location,
+        "tags": customer.tags,
+        "merged_into_id": customer.merged_into_id,
+        "identities": list(customer.identities.order_by("pk").values("kind", "value")),
+        "conversations": [
+            {
+                "id": c.pk,
+                "inbox_id": c.inbox_id,
+                "channel": c.inbox.kind,
+                "subject": c.subject,
+                "status": c.status,
+                "last_message_at": c.last_message_at,
+            }
+            for c in conversations
+        ],
+        "created_at": customer.created_at,
+    }

@@ -1,0 +1,462 @@
+"""Keeping the search index in step with the messages and customers.
+
+Two ways in, both idempotent (docs/search.md has the measurements behind them):
+
+- after commit (what the domain-event subscribers do): :func:`ensure_indexed` hands the message
+  to :func:`defer`, which indexes it within INDEX_DELAY together with whatever else this process
+  committed meanwhile: one read and one short write per batch, in a background thread, so the
+  request that wrote the message pays nothing and the write lock / commit is shared by the batch;
+- inside the writer's transaction: :func:`index_messages`, from the objects the writer holds
+  (one INSERT per call, no read); the subscribers then find the ids in this process's memo and
+  skip them.
+
+Merges move messages between conversations (:func:`resync_conversations`), erasure removes or
+rewrites text (:func:`unindex`, :func:`reindex_messages`), customers' names and contact points
+change (:func:`index_customers`). :func:`reindex_all` rebuilds everything (``kefu search
+reindex``); :func:`catch_up_all` indexes whatever is missing (``kefu search catch-up``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from django.db import connection, transaction
+
+from kefu.conversations.models import Conversation, Message
+from kefu.customers.models import Customer
+from kefu.search.engines import CUSTOMER_TABLE, MESSAGE_TABLE, Engine, engine_for
+from kefu.search.text import index_terms
+
+logger = logging.getLogger(__name__)
+
+CATCH_UP_LIMIT = 1000
+MEMO_SIZE = 20_000
+
+# --- the memo: message ids indexed by this process whose after-commit events are still to come
+
+
+class _Memo(threading.local):
+    def __init__(self) -> None:
+        self.ids: set[int] = set()
+
+
+_memo = _Memo()
+
+
+def _remember(ids: Iterable[int]) -> None:
+    if len(_memo.ids) > MEMO_SIZE:
+        _memo.ids.clear()  # only a cache: forgetting costs one catch-up query, never an entry
+    _memo.ids.update(ids)
+
+
+def _seen(message_id: int) -> bool:
+    if message_id in _memo.ids:
+        _memo.ids.discard(message_id)
+        return True
+    return False
+
+
+# --- documents -----------------------------------------------------------------------------
+
+
+def message_document(subject: str, text: str) -> list[str]:
+    """The terms of a message: its subject (when it has one), then its text."""
+    terms = index_terms(text or "")
+    if subject:
+        return index_terms(subject) + terms
+    return terms
+
+
+def customer_document(name: str, email: str, phone: str) -> list[str]:
+    # The phone's digits as one term ("+86 138..." is stored as +86138...: the E.164 digits).
+    digits = "".join(ch for ch in phone if ch.isdigit())
+    return index_terms(name or "") + index_terms(email or "") + ([digits] if digits else [])
+
+
+def _message_row(engine: Engine, pk: int, conversation_id: int, inbox_id: int, sent_at: Any,
+                 subject: str, text: str) -> tuple:  # fmt: skip
+    return (
+        pk,
+        conversation_id,
+        inbox_id,
+        connection.ops.adapt_datetimefield_value(sent_at),
+        engine.encode(message_document(subject, text), pk),
+    )
+
+
+def _customer_row(engine: Engine, pk: int, name: str, email: str, phone: str,
+                  updated_at: Any) -> tuple:  # fmt: skip
+    return (
+        pk,
+        engine.encode(customer_document(name, email, phone), pk),
+        connection.ops.adapt_datetimefield_value(updated_at),
+    )
+
+
+def _write(engine: Engine, messages: list[tuple], customers: list[tuple], *, replace: bool) -> None:
+    with connection.cursor() as cursor:
+        if messages:
+            cursor.executemany(engine.upsert_messages_sql(replace=replace), messages)
+        if customers:
+            cursor.executemany(engine.upsert_customers_sql(), customers)
+
+
+# --- in the writer's transaction ----------------------------------------------------------
+
+
+def index_messages(messages: Iterable[Message], *, customers: Iterable[Customer] = ()) -> None:
+    """Index ``messages`` (and refresh ``customers``' entries) in the caller's transaction.
+
+    For the write paths that hold the objects they just saved: no query besides the INSERTs.
+    Each message needs ``conversation`` loaded (its inbox scopes the entry). The after-commit
+    subscribers then skip these messages (see the module doc).
+    """
+    engine = engine_for()
+    rows = []
+    for message in messages:
+        conversation = message.conversation
+        rows.append(
+            _message_row(
+                engine,
+                message.pk,
+                message.conversation_id,
+                conversation.inbox_id,
+                message.sent_at,
+                message.subject,
+                message.text,
+            )
+        )
+    people = [
+        _customer_row(engine, c.pk, c.name, c.email, c.phone, c.updated_at)
+        for c in {c.pk: c for c in customers}.values()
+    ]
+    _write(engine, rows, people, replace=True)
+    ids = [row[0] for row in rows]
+    # Registered before the caller's own events (emitted later in the same transaction), so the
+    # memo is filled by the time the subscribers run; a rollback discards it with the entries.
+    transaction.on_commit(lambda: _remember(ids))
+
+
+# --- after commit ----------------------------------------------------------------------------
+
+
+def ensure_indexed(message_id: int) -> None:
+    """Have message ``message_id`` indexed: shortly, batched with the other messages this
+    process commits meanwhile (see :func:`defer`), unless it was indexed in its transaction."""
+    if _seen(message_id):
+        return
+    defer([message_id])
+
+
+# Messages committed within this delay of each other are indexed in one write. Zero indexes at
+# once (the test suite does so: no thread outlives a test).
+INDEX_DELAY = 0.25
+
+
+class _Pending:
+    """Message ids committed by this process and not indexed yet, and the thread indexing them."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.ids: set[int] = set()
+        self.wake = threading.Event()
+        self.thread: threading.Thread | None = None
+
+
+_pending = _Pending()
+
+
+def defer(message_ids: Iterable[int]) -> None:
+    """Index ``message_ids`` within INDEX_DELAY, in a background thread of this process.
+
+    One write per batch instead of one per message: on SQLite the write lock and FTS5's segment
+    flush, on PostgreSQL the commit's fsync, are paid once for all the messages committed
+    meanwhile, and never inside the request that wrote them. Inside a transaction (a caller's
+    atomic block, a test), or with INDEX_DELAY 0, the messages are indexed at once instead.
+    A crash can lose what was pending; the thread catches up on the newest messages when it
+    starts, and ``kefu search catch-up`` repairs the rest. Searching flushes this process's
+    pending messages first, so a writer always finds what it just wrote.
+    """
+    ids = list(message_ids)
+    if INDEX_DELAY <= 0 or connection.in_atomic_block:
+        index_ids(ids)
+        return
+    with _pending.lock:
+        _pending.ids.update(ids)
+        if _pending.thread is None or not _pending.thread.is_alive():
+            _pending.thread = threading.Thread(target=_run, name="kefu-search-index", daemon=True)
+            _pending.thread.start()
+    _pending.wake.set()
+
+
+def flush_pending() -> int:
+    """Index this process's pending messages now; returns how many were written."""
+    with _pending.lock:
+        ids, _pending.ids = _pending.ids, set()
+    return index_ids(ids) if ids else 0
+
+
+def _run() -> None:
+    from django.db import close_old_connections
+
+    try:
+        catch_up_tail()
+    except Exception:
+        logger.exception("search: catching up on the newest messages failed")
+    while True:
+        _pending.wake.wait()
+        time.sleep(INDEX_DELAY)  # let the messages committed meanwhile join this batch
+        _pending.wake.clear()
+        try:
+            flush_pending()
+        except Exception:
+            # The ids are dropped, not retried in a loop: `kefu search catch-up` repairs.
+            logger.exception("search: indexing pending messages failed")
+        finally:
+            close_old_connections()
+
+
+atexit.register(lambda: flush_pending() if _pending.ids else None)
+
+
+def index_ids(message_ids: Iterable[int]) -> int:
+    """Index the messages ``message_ids`` not indexed yet (with their customers' entries when
+    missing or stale), in one read and one write; returns how many were written."""
+    ids = sorted(set(message_ids))
+    written = 0
+    for start in range(0, len(ids), CATCH_UP_LIMIT):
+        chunk = ids[start : start + CATCH_UP_LIMIT]
+        where = f"m.id IN ({', '.join(['%s'] * len(chunk))})"
+        written += len(_write_unindexed(_unindexed(where, chunk, len(chunk))))
+    return written
+
+
+def catch_up_tail(window: int = 50_000) -> int:
+    """Index what is missing among the newest ``window`` message ids (a restart's repair)."""
+    newest = Message.objects.order_by("-pk").values_list("pk", flat=True).first()
+    if newest is None:
+        return 0
+    total, from_id = 0, max(0, newest - window)
+    while ids := _catch_up(from_id, CATCH_UP_LIMIT):
+        total += len(ids)
+        from_id = ids[-1] + 1
+    return total
+
+
+def catch_up(from_id: int = 0, *, limit: int = CATCH_UP_LIMIT) -> int:
+    """Index up to ``limit`` unindexed messages with ids from ``from_id``; returns how many.
+
+    Their customers' entries are written too when missing or older than the customer. Safe to
+    run concurrently: an entry written meanwhile by someone else is kept as it is.
+    """
+    return len(_catch_up(from_id, limit))
+
+
+def catch_up_all() -> int:
+    """Index every message missing from the index (a repair after a crash); returns how many."""
+    total, from_id = 0, 0
+    while ids := _catch_up(from_id, CATCH_UP_LIMIT):
+        total += len(ids)
+        from_id = ids[-1] + 1
+    return total
+
+
+def _catch_up(from_id: int, limit: int) -> list[int]:
+    rows = _unindexed("m.id >= %s", [from_id], limit)
+    ids = _write_unindexed(rows)
+    _remember(pk for pk in ids if pk != from_id)
+    return ids
+
+
+def _write_unindexed(rows: list[tuple]) -> list[int]:
+    if not rows:
+        return []
+    engine = engine_for()
+    messages = [_message_row(engine, *row[:6]) for row in rows]
+    people = {
+        row[6]: _customer_row(engine, row[6], row[7], row[8], row[9], row[10])
+        for row in rows
+        if row[11]
+    }
+    with transaction.atomic():
+        _write(engine, messages, list(people.values()), replace=False)
+    return [row[0] for row in rows]
+
+
+def _unindexed(where: str, params: list[Any], limit: int) -> list[tuple]:
+    """Messages matching ``where`` (over ``m``) without an entry, oldest first, with their
+    conversation's inbox and their customer (and whether its entry needs writing)."""
+    message, conversation = Message._meta.db_table, Conversation._meta.db_table
+    customer = Customer._meta.db_table
+    sql = f"""
+        SELECT m.id, m.conversation_id, c.inbox_id, m.sent_at, m.subject, m.text,
+               cu.id, cu.name, cu.email, cu.phone, cu.updated_at,
+               CASE WHEN ce.source_updated_at IS NULL OR ce.source_updated_at <> cu.updated_at
+                    THEN 1 ELSE 0 END
+        FROM {message} m
+        JOIN {conversation} c ON c.id = m.conversation_id
+        JOIN {customer} cu ON cu.id = c.customer_id
+        LEFT JOIN {CUSTOMER_TABLE} ce ON ce.customer_id = cu.id
+        WHERE {where} AND NOT EXISTS (
+            SELECT 1 FROM {MESSAGE_TABLE} e WHERE e.message_id = m.id)
+        ORDER BY m.id LIMIT %s
+    """  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, limit])
+        return cursor.fetchall()
+
+
+# --- changes to stored messages and customers ------------------------------------------------
+
+
+def reindex_messages(message_ids: Iterable[int]) -> None:
+    """Re-analyze ``message_ids`` from their current text (an edit, a redaction); messages
+    that no longer exist lose their entries."""
+    ids = sorted(set(message_ids))
+    if not ids:
+        return
+    engine = engine_for()
+    found = Message.objects.filter(pk__in=ids).values_list(
+        "pk", "conversation_id", "conversation__inbox_id", "sent_at", "subject", "text"
+    )
+    rows = [_message_row(engine, *row) for row in found]
+    with transaction.atomic():
+        _write(engine, rows, [], replace=True)
+        unindex(set(ids) - {row[0] for row in rows})
+
+
+def unindex(message_ids: Iterable[int]) -> int:
+    """Remove ``message_ids`` from the index (erasure); returns how many entries went."""
+    from kefu.search.models import MessageEntry
+
+    ids = list(set(message_ids))
+    removed = 0
+    for start in range(0, len(ids), 500):
+        removed += MessageEntry.objects.filter(pk__in=ids[start : start + 500]).delete()[0]
+    return removed
+
+
+def reindex_customer_messages(customer_id: int) -> None:
+    """Re-analyze every message of the customer's conversations (after an erasure)."""
+    ids = Message.objects.filter(conversation__customer_id=customer_id).values_list("pk", flat=True)
+    from kefu.search.models import MessageEntry
+
+    indexed = MessageEntry.objects.filter(
+        conversation_id__in=Conversation.objects.filter(customer_id=customer_id).values("pk")
+    ).values_list("pk", flat=True)
+    reindex_messages({*ids, *indexed})
+
+
+def resync_conversations(conversation_ids: Iterable[int]) -> int:
+    """Point the entries of messages in or out of ``conversation_ids`` at their current
+    conversation and its inbox (after a merge, an unmerge, a move); returns rows changed."""
+    from django.db.models import Q
+
+    from kefu.search.models import MessageEntry
+
+    ids = list(set(conversation_ids))
+    moved = Message.objects.filter(
+        Q(conversation_id__in=ids)
+        | Q(pk__in=MessageEntry.objects.filter(conversation_id__in=ids).values("pk"))
+    ).values_list("conversation_id", "conversation__inbox_id", "pk")
+    rows = [(c, i, m, c, i) for c, i, m in moved]
+    sql = (
+        f"UPDATE {MESSAGE_TABLE} SET conversation_id = %s, inbox_id = %s "  # noqa: S608
+        "WHERE message_id = %s AND (conversation_id <> %s OR inbox_id <> %s)"
+    )
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
+    return len(rows)
+
+
+def index_customers(customer_ids: Iterable[int]) -> None:
+    """(Re)write the entries of ``customer_ids``; a merged-away or deleted customer's goes."""
+    from kefu.search.models import CustomerEntry
+
+    ids = list(set(customer_ids))
+    engine = engine_for()
+    live = Customer.objects.filter(pk__in=ids, merged_into__isnull=True).values_list(
+        "pk", "name", "email", "phone", "updated_at"
+    )
+    rows = [_customer_row(engine, *row) for row in live]
+    with transaction.atomic():
+        _write(engine, [], rows, replace=True)
+        gone = set(ids) - {row[0] for row in rows}
+        CustomerEntry.objects.filter(pk__in=gone).delete()
+
+
+# --- everything ------------------------------------------------------------------------------
+
+
+def reindex_all(
+    *, batch: int = 2000, progress: Callable[[int], None] | None = None
+) -> tuple[int, int]:
+    """Rebuild the whole index from the messages and customers; returns (messages, customers).
+
+    Runs in batches of ``batch`` rows, each its own transaction, so ingestion keeps going
+    meanwhile (what it writes is indexed by its own path). ``progress(n)`` is called after each
+    batch with the rows done in it.
+    """
+    from kefu.search.models import CustomerEntry, MessageEntry
+
+    engine = engine_for()
+    # Start from nothing: without the engine's schema the rows go cheaply (on SQLite, deleting
+    # rows FTS5 never indexed would corrupt it), then the schema comes back empty and indexes
+    # the rows as they are written (PostgreSQL builds its GIN index once, at the end).
+    with transaction.atomic():  # concurrent writers wait: none writes between the steps
+        engine.uninstall()
+        MessageEntry.objects.all().delete()
+        CustomerEntry.objects.all().delete()
+        engine.before_bulk_load()
+    messages = customers = 0
+    for chunk in _message_chunks(batch):
+        rows = [_message_row(engine, *row) for row in chunk]
+        with transaction.atomic():
+            _write(engine, rows, [], replace=True)
+        messages += len(rows)
+        if progress:
+            progress(len(rows))
+    for chunk in _customer_chunks(batch):
+        rows = [_customer_row(engine, *row) for row in chunk]
+        with transaction.atomic():
+            _write(engine, [], rows, replace=True)
+        customers += len(rows)
+        if progress:
+            progress(len(rows))
+    engine.after_bulk_load()
+    return messages, customers
+
+
+def _message_chunks(batch: int) -> Iterator[list[tuple]]:
+    last = 0
+    while True:
+        chunk = list(
+            Message.objects.filter(pk__gt=last)
+            .order_by("pk")
+            .values_list(
+                "pk", "conversation_id", "conversation__inbox_id", "sent_at", "subject", "text"
+            )[:batch]
+        )
+        if not chunk:
+            return
+        last = chunk[-1][0]
+        yield chunk
+
+
+def _customer_chunks(batch: int) -> Iterator[list[tuple]]:
+    last = 0
+    while True:
+        chunk = list(
+            Customer.objects.filter(pk__gt=last, merged_into__isnull=True)
+            .order_by("pk")
+            .values_list("pk", "name", "email", "phone", "updated_at")[:batch]
+        )
+        if not chunk:
+            return
+        last = chunk[-1][0]
+        yield chunk

@@ -1,0 +1,281 @@
+"""The index stays in step with writes: new messages, replies, notes, batches, merges, erasure,
+customer changes; a reindex rebuilds it and a catch-up repairs what a crash left out."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+from kefu.conversations.actions import (
+    add_inbox_member,
+    add_note,
+    merge_conversations,
+    reply,
+    unmerge_conversations,
+)
+from kefu.conversations.batch import receive_batch
+from kefu.conversations.inbound import InboundMessage
+from kefu.conversations.models import Conversation, InboxMembership, Message
+from kefu.core.events import emit
+from kefu.customers.actions import merge_customers, unmerge_customers
+from kefu.search import index
+from kefu.search.checks import search_schema
+from kefu.search.engines import engine_for
+from kefu.search.models import CustomerEntry, MessageEntry
+from kefu.search.service import search
+from tests.factories import AgentFactory, InboxFactory
+from tests.search.conftest import conversation_ids, customer_ids, receive
+
+pytestmark = pytest.mark.django_db
+
+
+def hits(agent, query):
+    return conversation_ids(search(agent=agent, q=query))
+
+
+def test_an_inbound_message_is_searchable_once_committed(inbox, agent, committed):
+    with committed():
+        received = receive(inbox, "m1", "The blender arrived broken", email="ana@example.com")
+    assert hits(agent, "blender") == [received.conversation.pk]
+    entry = MessageEntry.objects.get(pk=received.message.pk)
+    assert (entry.conversation_id, entry.inbox_id) == (received.conversation.pk, inbox.pk)
+
+
+def test_nothing_is_indexed_when_the_write_rolls_back(inbox, agent, committed):
+    with committed(), pytest.raises(RuntimeError), transaction.atomic():
+        received = receive(inbox, "m1", "The blender arrived broken", email="ana@example.com")
+        index.index_messages([received.message])
+        raise RuntimeError("the writer fails after indexing")
+    assert not MessageEntry.objects.exists()
+    assert hits(agent, "blender") == []
+
+
+def test_replies_and_notes_are_searchable(inbox, agent, committed):
+    with committed():
+        received = receive(inbox, "m1", "Hello", email="ana@example.com")
+    with committed():
+        reply(conversation=received.conversation, actor=agent, text="Your voucher code is XK42")
+        add_note(conversation=received.conversation, actor=agent, text="Gave a goodwill voucher")
+    assert hits(agent, "xk42") == [received.conversation.pk]
+    assert hits(agent, "goodwill") == [received.conversation.pk]
+
+
+def test_a_batch_is_indexed_by_its_first_event(
+    inbox, agent, committed, django_assert_max_num_queries
+):
+    entries = [
+        (inbox, InboundMessage(external_id=f"b{i}", identities=[("email", f"p{i}@example.com")],
+                               text=f"batch message number {i} about kettles"))
+        for i in range(60)
+    ]  # fmt: skip
+    with committed() as callbacks:
+        receive_batch(entries)
+    assert MessageEntry.objects.count() == 60
+    assert CustomerEntry.objects.count() == 60
+    assert len(hits(agent, "kettles")) == 20  # the top 20 of 60 conversations
+    assert len(callbacks) >= 60
+
+
+def test_after_commit_indexing_costs_one_read_and_one_write_transaction(
+    inbox, agent, committed, django_assert_num_queries
+):
+    with committed():
+        receive(inbox, "m0", "first", email="ana@example.com")
+    with transaction.atomic():
+        received = receive(inbox, "m1", "second", email="ana@example.com")
+    # The pending message: one SELECT finds it with its customer, then savepoint + INSERT +
+    # release (the customer's entry is fresh, so it is not rewritten).
+    with django_assert_num_queries(4):
+        index.ensure_indexed(received.message.pk)
+    assert MessageEntry.objects.filter(pk=received.message.pk).exists()
+
+
+def test_indexing_in_the_transaction_spares_the_after_commit_work(
+    inbox, agent, django_capture_on_commit_callbacks
+):
+    conversation = receive(inbox, "m0", "hello", email="ana@example.com").conversation
+    # A writer that indexes before it emits its event (as the pipeline would).
+    with django_capture_on_commit_callbacks() as callbacks, transaction.atomic():
+        message = Message.objects.create(
+            conversation=conversation, inbox=inbox, direction="inbound", author_kind="customer",
+            text="indexed in the same transaction", sent_at=conversation.last_message_at,
+        )  # fmt: skip
+        index.index_messages([message], customers=[conversation.customer])
+        emit("message.received", message_id=message.pk, conversation_id=conversation.pk)
+    with CaptureQueriesContext(connection) as queries:
+        for callback in callbacks:
+            callback()
+    # Other apps' subscribers may query; search's own does not look for the message again.
+    assert [q["sql"] for q in queries if "search_" in q["sql"]] == []
+    assert hits(agent, "transaction") == [conversation.pk]
+
+
+def test_indexing_twice_is_harmless(inbox, agent, committed):
+    with committed():
+        received = receive(inbox, "m1", "teapot", email="ana@example.com")
+        index.index_messages([received.message])
+    index.reindex_messages([received.message.pk])
+    assert MessageEntry.objects.count() == 1
+    assert hits(agent, "teapot") == [received.conversation.pk]
+
+
+def test_merge_and_unmerge_move_the_hits(inbox, agent, committed):
+    with committed():
+        first = receive(inbox, "m1", "Where is the umbrella", email="ana@example.com")
+    Conversation.objects.filter(pk=first.conversation.pk).update(status="closed")
+    with committed():
+        second = receive(inbox, "m2", "Also the raincoat", email="ana@example.com")
+    assert second.conversation.pk != first.conversation.pk
+    with committed():
+        merge = merge_conversations(
+            source=first.conversation, target=second.conversation, actor=agent
+        )
+    assert hits(agent, "umbrella") == [second.conversation.pk]
+    with committed():
+        unmerge_conversations(merge=merge, actor=agent)
+    assert hits(agent, "umbrella") == [first.conversation.pk]
+    assert hits(agent, "raincoat") == [second.conversation.pk]
+
+
+def test_a_merge_into_another_inbox_moves_the_scope(agent, committed):
+    mine, theirs = InboxFactory(), InboxFactory()
+    InboxMembership.objects.create(inbox=mine, agent=agent)
+    with committed():
+        source = receive(mine, "m1", "A question about saucepans", email="ana@example.com")
+        target = receive(theirs, "m2", "Hello", email="ana@example.com")
+    assert hits(agent, "saucepans") == [source.conversation.pk]
+    with committed():
+        merge_conversations(source=source.conversation, target=target.conversation, actor=None)
+    assert hits(agent, "saucepans") == []
+    entry = MessageEntry.objects.get(pk=source.message.pk)
+    assert (entry.conversation_id, entry.inbox_id) == (target.conversation.pk, theirs.pk)
+
+
+def test_unindex_and_deletion_remove_messages(inbox, agent, committed):
+    with committed():
+        one = receive(inbox, "m1", "secret recipe for dumplings", email="ana@example.com")
+        two = receive(inbox, "m2", "dumplings again", email="bo@example.com")
+    assert index.unindex([one.message.pk]) == 1
+    assert hits(agent, "recipe") == []
+    Message.objects.filter(pk=two.message.pk).delete()
+    assert hits(agent, "dumplings") == []
+    assert not MessageEntry.objects.exists()
+
+
+def test_an_erased_customer_is_reanalyzed_from_what_is_left(inbox, agent, committed):
+    with committed():
+        received = receive(
+            inbox, "m1", "My passport number is X1234567", email="ana@example.com", name="Ana Lima"
+        )
+    customer = received.conversation.customer
+    Message.objects.filter(pk=received.message.pk).update(text="[erased]")
+    type(customer).objects.filter(pk=customer.pk).update(name="", email="")
+    with committed():
+        emit("customer.erased", customer_id=customer.pk)
+    assert hits(agent, "x1234567") == []
+    assert customer_ids(search(agent=agent, q="lima")) == []
+    assert hits(agent, "erased") == [received.conversation.pk]
+
+
+def test_customer_merges_follow_the_live_customer(inbox, agent, committed):
+    with committed():
+        one = receive(inbox, "m1", "hello", email="ana@example.com", name="Ana Lima")
+        two = receive(inbox, "m2", "hi", email="ana.lima@example.org", name="Ana Lima")
+    source, target = one.conversation.customer, two.conversation.customer
+    assert set(customer_ids(search(agent=agent, q="ana lima"))) == {source.pk, target.pk}
+    with committed():
+        merge = merge_customers(source=source, target=target, actor=agent)
+    assert customer_ids(search(agent=agent, q="ana lima")) == [target.pk]
+    with committed():
+        unmerge_customers(merge=merge, actor=agent)
+    assert set(customer_ids(search(agent=agent, q="ana lima"))) == {source.pk, target.pk}
+
+
+def test_catch_up_indexes_messages_written_without_events(inbox, agent, committed):
+    with committed():
+        received = receive(inbox, "m1", "hello", email="ana@example.com")
+    at = received.message.sent_at
+    Message.objects.bulk_create(
+        [
+            Message(conversation=received.conversation, inbox=inbox, direction="inbound",
+                    author_kind="customer", text=f"imported teapot {i}", sent_at=at)
+            for i in range(3)
+        ]
+    )  # fmt: skip
+    assert hits(agent, "teapot") == []
+    assert index.catch_up_tail() == 3  # what the background thread does when it starts
+    assert hits(agent, "teapot") == [received.conversation.pk]
+    assert index.catch_up_all() == 0
+
+
+def test_reindex_rebuilds_everything_and_the_schema(inbox, agent, committed, capsys):
+    with committed():
+        received = receive(inbox, "m1", "Lost my scarf", email="ana@example.com", name="Ana")
+    engine = engine_for()
+    engine.uninstall()
+    assert [m.id for m in search_schema()] == ["search.W001"]
+    call_command("search", "reindex", "--no-progress")
+    assert "indexed 1 messages and 1 customers" in capsys.readouterr().out
+    assert search_schema() == []
+    assert hits(agent, "scarf") == [received.conversation.pk]
+
+
+def test_a_new_member_sees_the_inbox_history(inbox, committed):
+    newcomer = AgentFactory()
+    with committed():
+        received = receive(inbox, "m1", "An old complaint about kettles", email="ana@example.com")
+    assert hits(newcomer, "kettles") == []
+    add_inbox_member(inbox=inbox, agent=newcomer, actor=None)
+    newcomer = type(newcomer).objects.get(pk=newcomer.pk)  # the next request's agent
+    assert hits(newcomer, "kettles") == [received.conversation.pk]
+
+
+def test_the_newest_matches_come_first_across_recency_windows(inbox, agent, committed):
+    """Ids far apart fall in different PostgreSQL recency windows; every engine returns the
+    newest matches first and finds the old ones when there are not enough new ones."""
+    from kefu.search.engines import Scope, recency_windows
+    from kefu.search.query import parse
+
+    conversation = receive(inbox, "m0", "hello", email="ana@example.com").conversation
+    ids = [20_000, 70_000, 300_000, 1_000_000, 1_000_050]
+    with committed():
+        messages = [
+            Message.objects.create(
+                pk=pk,
+                conversation=conversation,
+                inbox=inbox,
+                direction="inbound",
+                author_kind="customer",
+                text=f"windowed lantern {pk}",
+                sent_at=conversation.last_message_at,
+            )
+            for pk in ids
+        ]
+        index.index_messages(messages)
+    assert len(recency_windows(max(ids))) > 2
+    engine = engine_for()
+    found = engine.message_candidates(parse("lantern"), Scope(), limit=3)
+    assert [c.message_id for c in found] == [1_000_050, 1_000_000, 300_000]
+    found = engine.message_candidates(parse("lantern"), Scope(), limit=10)
+    assert [c.message_id for c in found] == sorted(ids, reverse=True)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_after_commit_indexing_is_deferred_and_a_search_flushes_it(monkeypatch):
+    """In production the subscribers defer: the request that wrote pays nothing, a background
+    thread writes the batch. A search in the writing process flushes what is pending first."""
+    import threading
+
+    inbox = InboxFactory()
+    agent = AgentFactory(role="admin")
+    monkeypatch.setattr(index, "INDEX_DELAY", 0.25)
+    # The background thread is not started here (it would outlive the test): pretend it runs.
+    monkeypatch.setattr(index._pending, "thread", threading.current_thread())
+    received = receive(inbox, "m1", "A deferred question about kettles", email="ana@example.com")
+    assert not MessageEntry.objects.exists()
+    assert index._pending.ids == {received.message.pk}
+    assert hits(agent, "kettles") == [received.conversation.pk]
+    assert index._pending.ids == set()
+    assert MessageEntry.objects.filter(pk=received.message.pk).exists()

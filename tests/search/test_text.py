@@ -1,0 +1,144 @@
+"""The one analyzer: what text becomes index terms, and how queries become phrases."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from kefu.search.query import parse
+from kefu.search.text import analyze, index_terms
+
+TWEETS = (
+    Path(__file__).resolve().parents[3] / "shared" / "data" / "twcs-sample" / "twcs_first5001.csv"
+)
+
+
+def terms(text: str) -> list[str]:
+    return [term.text for term in analyze(text)]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Hello WORLD", ["hello", "world"]),
+        ("ＡＢＣ１２３ full width", ["abc123", "full", "width"]),
+        ("Café naïve Straße Øre façade", ["cafe", "naive", "strasse", "ore", "facade"]),
+        ("Ærø Łódź Œuvre", ["aero", "lodz", "oeuvre"]),
+        ("order_id #1001!", ["order", "id", "1001"]),
+        ("don't", ["don", "t"]),
+    ],
+)
+def test_latin_words_are_case_width_and_accent_folded(text, expected):
+    assert terms(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("variant", "plain"),
+    [
+        ("أين", "اين"),  # hamza on alef
+        ("إرجاع", "ارجاع"),  # hamza under alef
+        ("آمن", "امن"),  # madda
+        ("مُنْتَجٌ", "منتج"),  # harakat
+        ("مـــرحبا", "مرحبا"),  # tatweel
+        ("شحنة", "شحنه"),  # taa marbuta
+        ("مستشفى", "مستشفي"),  # alef maqsura
+        ("مسؤول", "مسوول"),  # hamza on waw
+        ("سائق", "سايق"),  # hamza on yaa
+        ("الطلب", "طلب"),  # definite article
+        ("والطلب", "طلب"),
+        ("بالبريد", "بريد"),
+        ("١٢٣٤", "1234"),  # Arabic-Indic digits
+        ("۱۲۳", "123"),  # Persian digits
+    ],
+)
+def test_arabic_variants_fold_to_one_form(variant, plain):
+    assert terms(variant) == terms(plain)
+
+
+def test_chinese_runs_become_bigrams_and_a_final_unigram():
+    assert terms("我的订单") == ["我的", "的订", "订单", "单"]
+
+
+def test_traditional_chinese_folds_to_simplified():
+    assert terms("訂單還沒到") == terms("订单还没到")
+
+
+def test_japanese_kana_and_half_width_kana():
+    assert terms("ｽﾆｰｶｰ") == terms("スニーカー")
+    assert "スニ" in terms("スニーカーが届きません")
+
+
+def test_mixed_scripts_split_at_the_script_boundary():
+    assert terms("iPhone充电器") == ["iphone", "充电", "电器", "器"]
+
+
+def test_spans_point_at_the_original_text():
+    text = "Mon COLIS est arrivé: 订单号 ４５"
+    for term in analyze(text):
+        assert text[term.start : term.end]
+    assert [(t.text, text[t.start : t.end]) for t in analyze(text)][:4] == [
+        ("mon", "Mon"),
+        ("colis", "COLIS"),
+        ("est", "est"),
+        ("arrive", "arrivé"),
+    ]
+    bigrams = [(t.text, text[t.start : t.end]) for t in analyze(text) if t.kind == "bigram"]
+    assert bigrams == [("订单", "订单"), ("单号", "单号")]
+
+
+def test_index_terms_are_the_analyzer_terms_on_real_tweets():
+    with open(TWEETS, newline="") as handle:
+        texts = [row["text"] for row in csv.DictReader(handle)][:1500]
+    for text in [*texts, "Ünïcödé mixed ascii", "订单 order ١٢٣"]:
+        assert index_terms(text) == terms(text)
+
+
+def test_nothing_searchable_yields_no_terms():
+    assert analyze("") == []
+    assert analyze("!!! ... 🙂 —") == []
+
+
+# --- queries ---------------------------------------------------------------------------------
+
+
+def phrases(query: str) -> list[list[tuple[str, bool]]]:
+    return [[(t.text, t.prefix) for t in phrase] for phrase in parse(query).phrases]
+
+
+def test_each_word_is_a_phrase_and_long_words_are_prefixes():
+    assert phrases("Refund late tv 2024") == [
+        [("refund", True)],
+        [("late", True)],
+        [("tv", False)],
+        [("2024", False)],
+    ]
+
+
+def test_a_piece_with_separators_is_one_phrase_whose_last_word_may_be_unfinished():
+    assert phrases("john.doe@exam") == [[("john", False), ("doe", False), ("exam", True)]]
+    assert phrases("123-1234567-1234567") == [
+        [("123", False), ("1234567", False), ("1234567", False)]
+    ]
+
+
+def test_quoted_text_is_one_phrase():
+    assert phrases('"never arrived" ok') == [
+        [("never", False), ("arrived", True)],
+        [("ok", False)],
+    ]
+
+
+def test_chinese_query_is_the_phrase_of_its_bigrams():
+    assert phrases("订单号") == [[("订单", False), ("单号", False)]]
+    assert phrases("号") == [[("号", True)]]
+    # The run-final character stays when more follows, as it does in the document.
+    assert phrases("充电器iPhone") == [
+        [("充电", False), ("电器", False), ("器", False), ("iphone", True)]
+    ]
+
+
+def test_empty_and_symbol_only_queries_parse_to_nothing():
+    assert parse("   ").is_empty
+    assert parse('"" ?!').is_empty
