@@ -38,7 +38,7 @@ from kefu.conversations.schemas import (
 from kefu.conversations.selectors import (
     conversations_visible_to,
     get_conversation,
-    get_inbox,
+    get_inbox_for_ingest,
     inboxes_visible_to,
 )
 from kefu.core.errors import InvalidInput, NotFound
@@ -56,7 +56,7 @@ def _user(request: HttpRequest) -> Agent:
 
 
 def _api_inbox(user: Agent, inbox_id: int) -> Inbox:
-    inbox = get_inbox(user, inbox_id)
+    inbox = get_inbox_for_ingest(user, inbox_id)
     if inbox.kind != InboxKind.API:
         raise InvalidInput(
             f"inbox {inbox_id} is a {inbox.kind} inbox; only API inboxes take messages here",

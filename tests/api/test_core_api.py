@@ -266,13 +266,30 @@ def test_queries_per_submission(me, inbox, django_assert_num_queries):
     # thread candidates, conversation, message, events, release
     with django_assert_num_queries(13):
         assert submit(me, inbox, "a").json()["created"]
-    # inbox, duplicate check, identities; savepoint, conversation, summary, message, event,
-    # release
-    with django_assert_num_queries(9):
+    # (the inbox now comes from this process's memo) duplicate check, identities; savepoint,
+    # conversation, summary, message, event, release
+    with django_assert_num_queries(8):
         assert submit(me, inbox, "b").json()["created"]
-    # inbox, duplicate check, the stored message
-    with django_assert_num_queries(3):
+    # duplicate check, the stored message
+    with django_assert_num_queries(2):
         assert not submit(me, inbox, "b").json()["created"]
+
+
+def test_the_inbox_memo_never_outlives_a_change_in_this_process(me, agent, inbox):
+    # Given an inbox the ingest path has memoized
+    assert submit(me, inbox, "a").status_code == 202
+
+    # When it is disabled, then the next message is refused at once
+    inbox.is_active = False
+    inbox.save()
+    assert submit(me, inbox, "b").status_code == 422
+
+    # When the agent loses access, then the inbox is not found at once
+    inbox.is_active = True
+    inbox.save()
+    assert submit(me, inbox, "c").status_code == 202
+    InboxMembership.objects.filter(agent=agent, inbox=inbox).delete()
+    assert submit(me, inbox, "d").status_code == 404
 
 
 def test_an_unknown_inbox_is_a_404(me, inbox):
