@@ -31,7 +31,6 @@ from kefu.conversations.inbound import InboundMessage
 from kefu.conversations.models import (
     AuthorKind,
     Conversation,
-    ConversationEvent,
     Direction,
     Inbox,
     Message,
@@ -49,6 +48,7 @@ from kefu.conversations.pipeline import (
     receive_prepared,
     summarize_inbound,
 )
+from kefu.core.bulk import insert_many
 from kefu.core.errors import KefuError
 from kefu.core.events import emit
 from kefu.customers.actions import _contact_fields
@@ -299,11 +299,9 @@ def _resolve_customers(items: list[_Item]) -> list[Customer]:
                 links.append((customer, ref))
         _fill_contact(customer, refs, item.prepared.inbound.customer_name)
         item.customer = customer
-    Customer.objects.bulk_create(new_customers)
+    insert_many(new_customers)
     links.sort(key=lambda link: (link[1].kind, link[1].value))  # a stable lock order
-    Identity.objects.bulk_create(
-        [Identity(customer=c, kind=r.kind, value=r.value) for c, r in links]
-    )
+    insert_many([Identity(customer=c, kind=r.kind, value=r.value) for c, r in links])
     _save_filled_contacts(items, set(map(id, new_customers)))
     return new_customers
 
@@ -510,16 +508,14 @@ def _write(items: list[_Item], new_customers: list[Customer]) -> None:
     now = timezone.now()
     created = [i.conversation for i in items if i.conversation_created]
     existing = {id(i.conversation): i.conversation for i in items if not i.conversation_created}
-    Conversation.objects.bulk_create(created)  # type: ignore[arg-type]
+    insert_many(created)  # type: ignore[arg-type]
     messages = [i.message for i in items]
-    Message.objects.bulk_create(messages)  # type: ignore[arg-type]
+    insert_many(messages)  # type: ignore[arg-type]
     for conversation in existing.values():
         conversation.updated_at = now  # type: ignore[union-attr]
     if existing:
         _update_summaries(list(existing.values()))  # type: ignore[arg-type]
-    ConversationEvent.objects.bulk_create(
-        [e for m in messages for e in m._kefu_events]  # type: ignore[union-attr]
-    )
+    insert_many([e for m in messages for e in m._kefu_events])  # type: ignore[union-attr]
     for item in items:
         if item.prepared.inbound.attachments:
             _store_attachments(item.message, item.prepared.inbound)  # type: ignore[arg-type]

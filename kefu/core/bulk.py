@@ -1,0 +1,88 @@
+"""Fast multi-row inserts for the ingest path.
+
+Django's ``bulk_create`` is general: per row and field it runs ``pre_save``, builds SQL
+expressions and (with psycopg's client-side binding) merges every parameter into the SQL text
+in Python. For a 500-message batch that was close to half of the CPU the whole batch cost on
+PostgreSQL. ``insert_many`` does the same job for plain rows: on PostgreSQL it reserves the ids
+from the table's sequence in one query and streams the rows with ``COPY``; elsewhere (SQLite,
+where inserts are cheap and ``RETURNING`` is native) it is ``bulk_create``.
+
+Contract: the objects are new (no pk), have no pre-save logic beyond ``auto_now``/
+``auto_now_add`` and defaults (set at construction), and no multi-table inheritance. After the
+call each object has its pk and is marked as saved. Errors surface as Django's database errors
+(``IntegrityError`` on a unique violation), so callers handle races as with ``bulk_create``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.db import connections, router
+from django.db.models import Field, Model
+
+
+def insert_many(objects: Sequence[Model], *, using: str | None = None) -> None:
+    """Insert ``objects`` (all of one model) and set their primary keys."""
+    if not objects:
+        return
+    model = type(objects[0])
+    alias = using or router.db_for_write(model)
+    connection = connections[alias]
+    if connection.vendor != "postgresql":
+        model._default_manager.using(alias).bulk_create(objects)
+        return
+    fields = _insert_fields(model)
+    for obj in objects:
+        # Copies the pk of related objects saved after this one was built (as bulk_create does).
+        obj._prepare_related_fields_for_save(operation_name="insert_many")  # type: ignore[attr-defined]
+    rows = [_row(obj, fields, connection) for obj in objects]
+    ids = _reserve_ids(connection, model, len(objects))
+    table = connection.ops.quote_name(model._meta.db_table)
+    names = [_column(model._meta.pk), *(_column(f) for f in fields)]
+    columns = ", ".join(connection.ops.quote_name(name) for name in names)
+    statement = f"COPY {table} ({columns}) FROM STDIN"
+    with (
+        connection.cursor() as cursor,
+        connection.wrap_database_errors,
+        cursor.cursor.copy(statement) as copy,
+    ):
+        for pk, row in zip(ids, rows, strict=True):
+            copy.write_row((pk, *row))
+    for pk, obj in zip(ids, objects, strict=True):
+        obj.pk = pk
+        obj._state.adding = False
+        obj._state.db = alias
+
+
+def _column(field: Field | None) -> str:
+    assert field is not None and field.column is not None
+    return field.column
+
+
+def _insert_fields(model: type[Model]) -> list[Field]:
+    pk = model._meta.pk
+    return [f for f in model._meta.concrete_fields if f is not pk]
+
+
+def _row(obj: Model, fields: list[Field], connection: Any) -> list[Any]:
+    values = []
+    for field in fields:
+        if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+            value = field.pre_save(obj, add=True)
+        else:
+            value = getattr(obj, field.attname)
+        values.append(field.get_db_prep_save(value, connection))
+    return values
+
+
+def _reserve_ids(connection: Any, model: type[Model], count: int) -> list[int]:
+    """``count`` fresh ids from the table's own sequence (identity or serial column)."""
+    table = model._meta.db_table
+    column = _column(model._meta.pk)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+            [connection.ops.quote_name(table), column, count],
+        )
+        return [row[0] for row in cursor.fetchall()]

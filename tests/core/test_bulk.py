@@ -1,0 +1,67 @@
+"""insert_many: the ingest path's multi-row insert (COPY on PostgreSQL, bulk_create elsewhere)."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from kefu.conversations.models import ConversationEvent, Message
+from kefu.core.bulk import insert_many
+from kefu.customers.models import Customer, Identity
+from tests.factories import ConversationFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_rows_are_stored_with_their_new_ids_and_fields():
+    # Given customers and identities built before any of them has an id
+    customers = [Customer(name=f"C{n}", email=f"c{n}@example.com", tags=["vip"]) for n in range(3)]
+    identities = [Identity(customer=c, kind="email", value=c.email) for c in customers]
+
+    # When both are inserted (the identities after their customers got ids)
+    insert_many(customers)
+    insert_many(identities)
+
+    # Then every object has its id, is marked saved, and reads back exactly
+    assert all(c.pk and not c._state.adding for c in customers)
+    stored = {c.pk: c for c in Customer.objects.filter(pk__in=[c.pk for c in customers])}
+    assert [(stored[c.pk].name, stored[c.pk].tags) for c in customers] == [
+        ("C0", ["vip"]),
+        ("C1", ["vip"]),
+        ("C2", ["vip"]),
+    ]
+    assert stored[customers[0].pk].created_at is not None
+    assert sorted(Identity.objects.values_list("customer_id", "value")) == sorted(
+        (c.pk, c.email) for c in customers
+    )
+
+
+def test_ids_do_not_collide_with_rows_saved_one_by_one():
+    first = Customer.objects.create(name="alone")
+    batch = [Customer(name="a"), Customer(name="b")]
+    insert_many(batch)
+    later = Customer.objects.create(name="later")
+    assert len({first.pk, batch[0].pk, batch[1].pk, later.pk}) == 4
+    assert Customer.objects.count() == 4
+
+
+def test_a_unique_violation_is_djangos_integrity_error_and_stores_nothing():
+    conversation = ConversationFactory()
+    inbox = conversation.inbox
+    at = timezone.now()
+    fields = {"conversation": conversation, "inbox": inbox, "sent_at": at}
+    Message.objects.create(**fields, external_id="dup", text="a")
+    again = [
+        Message(**fields, external_id="new", text="b"),
+        Message(**fields, external_id="dup", text="c"),
+    ]
+    with pytest.raises(IntegrityError), transaction.atomic():
+        insert_many(again)
+    assert list(Message.objects.values_list("external_id", flat=True)) == ["dup"]
+
+
+def test_nothing_to_insert_is_no_query(django_assert_num_queries):
+    with django_assert_num_queries(0):
+        insert_many([])
+    assert ConversationEvent.objects.count() == 0
