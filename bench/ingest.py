@@ -13,7 +13,7 @@ Chinese and Arabic texts; customers drawn from a pool so that about a third are 
 write again into their open conversations.
 
 Usage: python bench/ingest.py [--engines sqlite,postgres] [--seconds 15] [--workers 2]
-       [--threads 1] [--interface wsgi] [--phases healthz,single,paced,batch]
+       [--threads 16] [--interface wsgi] [--phases healthz,single,paced,batch]
 Needs wrk (Debian package `wrk`) for the peak figures.
 """
 
@@ -352,7 +352,7 @@ def main() -> None:
     parser.add_argument("--engines", default="sqlite,postgres")
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=16)
     parser.add_argument("--interface", choices=["wsgi", "asgi"], default="wsgi")
     parser.add_argument("--phases", default="healthz,single,paced,batch")
     parser.add_argument("--ports", default="18300-18399", help="where the server may listen")

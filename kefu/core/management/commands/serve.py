@@ -11,7 +11,12 @@ class Command(BaseCommand):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--workers", type=int, default=2)
-        parser.add_argument("--threads", type=int, default=1, help="blocking threads per worker")
+        parser.add_argument(
+            "--threads",
+            type=int,
+            default=16,
+            help="blocking threads per wsgi worker (concurrent messages are then stored together)",
+        )
         parser.add_argument("--interface", choices=["wsgi", "asgi"], default="wsgi")
 
     def handle(self, *args, **options) -> None:  # type: ignore[no-untyped-def]
