@@ -48,6 +48,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Batch ingestion takes turns per process (CPU-heavy; kefu/conversations/middleware.py).
+    "kefu.conversations.middleware.BatchAdmissionMiddleware",
     # Content-Security-Policy and the other headers Django does not set (docs/security.md).
     "kefu.core.csp.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",

@@ -4,8 +4,10 @@ Django's ``bulk_create`` is general: per row and field it runs ``pre_save``, bui
 expressions and (with psycopg's client-side binding) merges every parameter into the SQL text
 in Python. For a 500-message batch that was close to half of the CPU the whole batch cost on
 PostgreSQL. ``insert_many`` does the same job for plain rows: on PostgreSQL it reserves the ids
-from the table's sequence in one query and streams the rows with ``COPY``; elsewhere (SQLite,
-where inserts are cheap and ``RETURNING`` is native) it is ``bulk_create``.
+from the table's sequence in one query and streams the rows with ``COPY``; on SQLite, inside a
+transaction (which holds the database's write lock: kefu's transactions are IMMEDIATE), it
+numbers the rows after the table's highest id and hands them to ``executemany``; otherwise it
+is ``bulk_create``.
 
 Contract: the objects are new (no pk), have no pre-save logic beyond ``auto_now``/
 ``auto_now_add`` and defaults (set at construction), and no multi-table inheritance. After the
@@ -29,7 +31,11 @@ def insert_many(objects: Sequence[Model], *, using: str | None = None) -> None:
     model = type(objects[0])
     alias = using or router.db_for_write(model)
     connection = connections[alias]
-    if connection.vendor != "postgresql":
+    if connection.vendor == "postgresql":
+        writer = _copy_rows
+    elif connection.vendor == "sqlite" and connection.in_atomic_block:
+        writer = _sqlite_rows
+    else:
         model._default_manager.using(alias).bulk_create(objects)
         return
     fields = _insert_fields(model)
@@ -37,7 +43,17 @@ def insert_many(objects: Sequence[Model], *, using: str | None = None) -> None:
         # Copies the pk of related objects saved after this one was built (as bulk_create does).
         obj._prepare_related_fields_for_save(operation_name="insert_many")  # type: ignore[attr-defined]
     rows = [_row(obj, fields, connection) for obj in objects]
-    ids = _reserve_ids(connection, model, len(objects))
+    ids = writer(connection, model, fields, rows)
+    for pk, obj in zip(ids, objects, strict=True):
+        obj.pk = pk
+        obj._state.adding = False
+        obj._state.db = alias
+
+
+def _copy_rows(
+    connection: Any, model: type[Model], fields: list[Field], rows: list[list[Any]]
+) -> list[int]:
+    ids = _reserve_ids(connection, model, len(rows))
     table = connection.ops.quote_name(model._meta.db_table)
     names = [_column(model._meta.pk), *(_column(f) for f in fields)]
     columns = ", ".join(connection.ops.quote_name(name) for name in names)
@@ -49,10 +65,31 @@ def insert_many(objects: Sequence[Model], *, using: str | None = None) -> None:
     ):
         for pk, row in zip(ids, rows, strict=True):
             copy.write_row((pk, *row))
-    for pk, obj in zip(ids, objects, strict=True):
-        obj.pk = pk
-        obj._state.adding = False
-        obj._state.db = alias
+    return ids
+
+
+def _sqlite_rows(
+    connection: Any, model: type[Model], fields: list[Field], rows: list[list[Any]]
+) -> list[int]:
+    """Explicit ids after the highest one ever used; safe because the caller's transaction holds
+    SQLite's single write lock, so no other writer can take an id meanwhile."""
+    table = connection.ops.quote_name(model._meta.db_table)
+    names = [_column(model._meta.pk), *(_column(f) for f in fields)]
+    columns = ", ".join(connection.ops.quote_name(name) for name in names)
+    marks = ", ".join("%s" for _ in names)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = %s), 0),"  # noqa: S608
+            f" coalesce((SELECT max(rowid) FROM {table}), 0))",
+            [model._meta.db_table],
+        )
+        start = int(cursor.fetchone()[0]) + 1
+        ids = list(range(start, start + len(rows)))
+        cursor.executemany(
+            f"INSERT INTO {table} ({columns}) VALUES ({marks})",  # noqa: S608
+            [(pk, *row) for pk, row in zip(ids, rows, strict=True)],
+        )
+    return ids
 
 
 def _column(field: Field | None) -> str:
