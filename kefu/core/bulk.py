@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.db import connections, router
-from django.db.models import Field, Model
+from django.db.models import DateTimeField, Field, Model
 
 
 def insert_many(objects: Sequence[Model], *, using: str | None = None) -> None:
@@ -109,7 +109,11 @@ def _row(obj: Model, fields: list[Field], connection: Any) -> list[Any]:
             value = field.pre_save(obj, add=True)
         else:
             value = getattr(obj, field.attname)
-        values.append(field.get_db_prep_save(value, connection))
+        if isinstance(field, DateTimeField) and value is not None and value.tzinfo is not None:
+            # The general path re-checks awareness and warns; an aware value only needs adapting.
+            values.append(connection.ops.adapt_datetimefield_value(value))
+        else:
+            values.append(field.get_db_prep_save(value, connection))
     return values
 
 

@@ -54,8 +54,11 @@ def phone_region(country: str | None, fallback: str) -> str:
     return region if region in phonenumbers.SUPPORTED_REGIONS else fallback
 
 
+_KINDS = frozenset(IdentityKind.values)  # IdentityKind.values rebuilds a list on every call
+
+
 def normalize(kind: str, raw: str, *, default_region: str = "US") -> IdentityRef:
-    if kind not in IdentityKind.values:
+    if kind not in _KINDS:
         raise InvalidInput(f"unknown identity kind {kind!r}", field="kind")
     # PostgreSQL text cannot hold NUL (a 500 there, not on SQLite): it is never part of an id.
     raw = raw.replace("\x00", "") if raw else raw
