@@ -7,6 +7,7 @@ PostgreSQL and Redis without code changes.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -122,7 +123,8 @@ def _sqlite_database(path: Path) -> dict:
                 "PRAGMA mmap_size=268435456;"
             ),
         },
-        "TEST": {"NAME": str(VAR_DIR / "test-db.sqlite3")},
+        # One test database per test process: two test runs on one checkout never share a file.
+        "TEST": {"NAME": str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3")},
     }
 
 
