@@ -58,6 +58,7 @@ from kefu.conversations.models import (
     Status,
 )
 from kefu.conversations.selectors import visible_inbox_ids
+from kefu.core.bulk import update_many
 from kefu.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from kefu.core.events import emit
 
@@ -708,9 +709,7 @@ def _write_many(writes: list[tuple[SlaClock, Conversation, dict[str, datetime | 
     """The bulk path's writes: every clock in one statement per batch, changed due times too."""
     if not writes:
         return
-    SlaClock.objects.bulk_update(
-        [clock for clock, _, _ in writes], [*sla.CLOCK_FIELDS, "intake_done"], batch_size=250
-    )
+    update_many([clock for clock, _, _ in writes], [*sla.CLOCK_FIELDS, "intake_done"])
     moved = []
     for _, conversation, due in writes:
         if any(getattr(conversation, name) != value for name, value in due.items()):
@@ -719,9 +718,7 @@ def _write_many(writes: list[tuple[SlaClock, Conversation, dict[str, datetime | 
             conversation.updated_at = timezone.now()
             moved.append(conversation)
     if moved:
-        Conversation.objects.bulk_update(
-            moved, [*sla.DUE_FIELDS.values(), "updated_at"], batch_size=250
-        )
+        update_many(moved, [*sla.DUE_FIELDS.values(), "updated_at"])
     for conversation in moved:
         emit(
             "conversation.updated",

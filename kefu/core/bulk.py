@@ -127,3 +127,33 @@ def _reserve_ids(connection: Any, model: type[Model], count: int) -> list[int]:
             [connection.ops.quote_name(table), column, count],
         )
         return [row[0] for row in cursor.fetchall()]
+
+
+def update_many(objects: Sequence[Model], field_names: Sequence[str]) -> None:
+    """Write ``field_names`` of each (saved) object: one parameterized UPDATE per row, sent with
+    ``executemany``.
+
+    Django's ``bulk_update`` builds a CASE expression per field and row, which for a few hundred
+    rows costs more CPU than everything else the caller does; one prepared statement does not.
+    """
+    if not objects:
+        return
+    model = type(objects[0])
+    connection = connections[router.db_for_write(model)]
+    fields = [model._meta.get_field(name) for name in field_names]
+    table = connection.ops.quote_name(model._meta.db_table)
+    assignments = ", ".join(
+        f"{connection.ops.quote_name(_column(f))} = %s"  # type: ignore[arg-type]
+        for f in fields
+    )
+    pk_column = connection.ops.quote_name(_column(model._meta.pk))
+    rows = [
+        [f.get_db_prep_save(getattr(obj, f.attname), connection) for f in fields]  # type: ignore[union-attr]
+        + [obj.pk]
+        for obj in objects
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"UPDATE {table} SET {assignments} WHERE {pk_column} = %s",  # noqa: S608
+            rows,
+        )

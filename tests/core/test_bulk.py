@@ -7,7 +7,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from kefu.conversations.models import ConversationEvent, Message
-from kefu.core.bulk import insert_many
+from kefu.core.bulk import insert_many, update_many
 from kefu.customers.models import Customer, Identity
 from tests.factories import ConversationFactory
 
@@ -65,3 +65,19 @@ def test_nothing_to_insert_is_no_query(django_assert_num_queries):
     with django_assert_num_queries(0):
         insert_many([])
     assert ConversationEvent.objects.count() == 0
+
+
+def test_update_many_writes_the_named_fields_of_each_row_and_nothing_else():
+    customers = [Customer(name=f"C{n}", email=f"c{n}@example.com") for n in range(3)]
+    insert_many(customers)
+    for n, customer in enumerate(customers):
+        customer.name = f"renamed {n}"
+        customer.tags = [f"t{n}"]
+        customer.email = "not written"
+    update_many(customers[:2], ["name", "tags"])
+    stored = list(Customer.objects.order_by("pk").values_list("name", "tags", "email"))
+    assert stored == [
+        ("renamed 0", ["t0"], "c0@example.com"),
+        ("renamed 1", ["t1"], "c1@example.com"),
+        ("C2", [], "c2@example.com"),
+    ]
