@@ -268,6 +268,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("KEFU_MAX_REQUEST_BYTES", 25 * 1024 * 1024
 KEFU_THREAD_WINDOW_HOURS = env_int("KEFU_THREAD_WINDOW_HOURS", 72, minimum=0)
 KEFU_BATCH_MAX = 500
 KEFU_DEFAULT_PHONE_REGION = env_str("KEFU_DEFAULT_PHONE_REGION", "US").upper()
+# New messages are indexed for search as they are written; off (bulk imports, measuring the
+# cost) leaves them for `kefu search catch-up`. Edits, merges and erasures are always applied.
+KEFU_SEARCH_INDEXING = env_bool("KEFU_SEARCH_INDEXING", True)
 # Outbound HTTP (kefu.core.http) never reaches private, loopback or link-local addresses, except
 # the networks listed here (CIDR, e.g. "127.0.0.1/32"; "*" for all). For tests and closed networks.
 KEFU_HTTP_ALLOW_PRIVATE = env_list("KEFU_HTTP_ALLOW_PRIVATE", [])

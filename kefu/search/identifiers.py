@@ -100,15 +100,19 @@ def classify(query: str) -> list[Identifier]:
 def _phone_readings(value: str) -> list[str]:
     """E.164 readings of a phone typed any way. Without a country code a number reads
     differently per country: try the default region and every store's country, and the digits
-    as an international number without its "+" (``8613800138000``)."""
+    as an international number without its "+" (``8613800138000``) or with a ``00`` call
+    prefix however punctuated (``(0086) 138-0013-8000``)."""
     from kefu.commerce.models import Store
 
     regions = [settings.KEFU_DEFAULT_PHONE_REGION]
     regions += [c.upper() for c in Store.objects.values_list("country", flat=True).distinct() if c]
     readings: list[str] = []
     attempts = [(value, region) for region in dict.fromkeys(regions)]
-    if value[0].isdigit() and not value.startswith("00"):
-        attempts.append(("+" + "".join(ch for ch in value if ch.isdigit()), "ZZ"))
+    digits = "".join(ch for ch in value if ch.isdigit())
+    if digits.startswith("00"):  # the international call prefix, however punctuated: (0086)
+        attempts.append(("+" + digits[2:], "ZZ"))
+    elif value[0].isdigit():
+        attempts.append(("+" + digits, "ZZ"))
     for raw, region in attempts:
         try:
             number = normalize_phone(raw, region)

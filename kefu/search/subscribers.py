@@ -7,6 +7,8 @@ between commit and indexing left out).
 
 from __future__ import annotations
 
+from django.conf import settings
+
 from kefu.core.events import DomainEvent, subscribe
 from kefu.search import index
 
@@ -15,6 +17,8 @@ from kefu.search import index
 @subscribe("message.queued")
 @subscribe("note.added")
 def _new_message(event: DomainEvent) -> None:
+    if not settings.KEFU_SEARCH_INDEXING:
+        return  # `kefu search catch-up` indexes them later
     index.ensure_indexed(int(event.payload["message_id"]))
 
 

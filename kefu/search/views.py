@@ -1,7 +1,9 @@
-"""The workspace's search box calls this over htmx: GET /search/?q=... -> a results fragment.
+"""GET /search/?q=...: the workspace's search box asks over htmx and gets the results fragment;
+any other request (the box's form without JavaScript, a link) gets the full results page.
 
-The same service and filters as the API; the fragment lists conversations, customers and orders
-(once the commerce app registers them), with highlighted snippets (escaped text, our <mark>).
+The same service and filters as the API; the fragment groups conversations, customers and
+orders, with highlighted snippets (escaped text, our <mark>). The box itself is
+``search/partials/box.html``, for the workspace's header to include.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from kefu.search.api import SearchParams, filters_from
 @require_GET
 @login_required
 def results(request: HttpRequest) -> HttpResponse:
-    """The grouped results fragment for ``q`` and the API's filters (status, inbox, channel,
-    assignee, since, until, limit). A bad filter renders the error in the fragment (422)."""
+    """The grouped results for ``q`` and the API's filters (status, inbox, channel, assignee,
+    since, until, limit): the fragment for htmx, the page otherwise. A bad filter renders the
+    error in place (422)."""
     context: dict = {"q": request.GET.get("q", "").strip()}
     status = 200
     try:
@@ -38,4 +41,6 @@ def results(request: HttpRequest) -> HttpResponse:
     except (InvalidInput, ValidationError, NinjaValidationError) as exc:
         context["error"] = getattr(exc, "message", None) or str(exc).splitlines()[0]
         status = 422
-    return render(request, "search/partials/results.html", context, status=status)
+    htmx = getattr(request, "htmx", False)
+    template = "search/partials/results.html" if htmx else "search/page.html"
+    return render(request, template, context, status=status)

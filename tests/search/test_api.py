@@ -171,3 +171,16 @@ def test_the_fragment_says_when_nothing_matches_and_shows_bad_filters(client, ag
     assert bad.status_code == 422 and "unknown status" in bad.content.decode()
     empty = client.get("/search/", {"q": "  "})
     assert empty.status_code == 200 and "search-hit" not in empty.content.decode()
+
+
+def test_without_htmx_the_same_url_is_the_full_results_page(client, agent, corpus):
+    client.force_login(agent)
+    response = client.get("/search/", {"q": "arrived"})
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "<html" in html and 'id="search-q"' in html and 'value="arrived"' in html
+    assert 'hx-trigger="input changed delay:250ms, search"' in html
+    assert f'data-conversation="{corpus["b"].pk}"' in html
+    fragment = client.get("/search/", {"q": "arrived"}, headers={"HX-Request": "true"})
+    assert "<html" not in fragment.content.decode()
+    assert fragment.content.decode().lstrip().startswith('<div class="search-results"')

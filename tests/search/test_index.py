@@ -279,3 +279,13 @@ def test_after_commit_indexing_is_deferred_and_a_search_flushes_it(monkeypatch):
     assert hits(agent, "kettles") == [received.conversation.pk]
     assert index._pending.ids == set()
     assert MessageEntry.objects.filter(pk=received.message.pk).exists()
+
+
+def test_indexing_off_leaves_new_messages_for_catch_up(inbox, agent, committed, settings):
+    settings.KEFU_SEARCH_INDEXING = False
+    with committed():
+        received = receive(inbox, "m1", "A bulk-imported question about kettles", email="a@x.io")
+    assert not MessageEntry.objects.exists()
+    assert hits(agent, "kettles") == []
+    call_command("search", "catch-up")
+    assert hits(agent, "kettles") == [received.conversation.pk]
