@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import re
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -167,12 +168,14 @@ def _build() -> dict:
     )
     add_note(conversation=conversations["en-1"], actor=agent, text="Escalated to the carrier.")
     tweets = _tweets(inboxes["chat"], conversations)
+    tweets_abroad = _tweets_abroad(inboxes["chat"], conversations)
     return {
         "agent": agent,
         "admin": admin,
         "inboxes": inboxes,
         "conversations": conversations,
         "tweets": tweets,
+        "tweets_abroad": tweets_abroad,
     }
 
 
@@ -191,6 +194,45 @@ def _tweets(inbox: Inbox, conversations: dict) -> list[tuple[str, str]]:
         if len(words) >= 2:
             picked.append((key, f"{words[0]} {words[1]}"))
     return picked[::5]
+
+
+_ACCENTED = re.compile(r"\w*[À-ÿ]\w*")
+_JAPANESE = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]{3,}")
+
+
+def _tweets_abroad(inbox: Inbox, conversations: dict) -> list[tuple[str, str]]:
+    """Every real tweet of the sample in Spanish, French or Japanese (both directions), each
+    with a query as someone types it: an accented word without its accents, or three
+    characters of a Japanese run that no other of these tweets contains."""
+    with open(TWEETS, newline="") as handle:
+        rows = [
+            r
+            for r in csv.DictReader(handle)
+            if r["text"] and (_ACCENTED.search(r["text"]) or _JAPANESE.search(r["text"]))
+        ]
+    texts = [row["text"] for row in rows]
+    picked = []
+    for row in rows:
+        key = f"abroad-{row['tweet_id']}"
+        conversations[key] = receive(inbox, key, row["text"], name="@abroad").conversation
+        query = _unique_piece(row["text"], texts)
+        if query:
+            picked.append((key, query))
+    return picked
+
+
+def _unique_piece(text: str, texts: list[str]) -> str | None:
+    for word in _ACCENTED.findall(text):
+        plain = "".join(
+            ch for ch in unicodedata.normalize("NFD", word) if not unicodedata.combining(ch)
+        )
+        if len(word) >= 5 and sum(word in other for other in texts) == 1:
+            return plain.upper()
+    for run in _JAPANESE.findall(text):
+        for i in range(len(run) - 2):
+            if sum(run[i : i + 3] in other for other in texts) == 1:
+                return run[i : i + 3]
+    return None
 
 
 def found(world, query, who="agent", **kwargs) -> list[int]:
@@ -219,6 +261,18 @@ def test_real_tweets_are_found_by_their_words(world):
     missing = [
         (key, query)
         for key, query in world["tweets"]
+        if world["conversations"][key].pk not in found(world, query)
+    ]
+    assert missing == []
+
+
+@pytest.mark.django_db
+def test_real_spanish_french_and_japanese_tweets_are_found_as_people_type(world):
+    assert len(world["tweets_abroad"]) >= 60
+    assert sum(not query.isascii() for _, query in world["tweets_abroad"]) >= 30  # Japanese
+    missing = [
+        (key, query)
+        for key, query in world["tweets_abroad"]
         if world["conversations"][key].pk not in found(world, query)
     ]
     assert missing == []
