@@ -19,6 +19,12 @@ For each engine (SQLite FTS5, PostgreSQL full text), on a fresh database:
 
 Usage: python bench/search.py [--engines sqlite,postgres] [--messages 1000000] [--rounds 5]
        [--record]   (append the figures to bench/RESULTS.md, section "## Search (bench/search.py)")
+
+The ingest cost of search: ``python bench/search.py --ingest [--repeats 2] [--seconds 15]`` runs
+the foundation's ingest benchmark (bench/ingest.py: HTTP, single messages and 500-message
+batches, wrk) with ``KEFU_SEARCH_INDEXING`` off and on, alternating, per engine, and reports
+the rates side by side with how many of the stored messages were indexed when the server
+stopped. Needs wrk. ``--record`` writes them under "### Ingest with search on and off".
 """
 
 # ruff: noqa: E501 (phrase lists and report rows read better unwrapped)
@@ -594,9 +600,125 @@ def record(section: str) -> None:
         head, _, rest = text.partition(marker)
         following = rest.find("\n## ")
         tail = rest[following + 1 :] if following >= 0 else ""
+        # The ingest subsection (--ingest) is recorded separately: keep it.
+        body = rest[:following] if following >= 0 else rest
+        kept = body.find("### Ingest with search on and off")
+        if kept >= 0:
+            section = section + "\n" + body[kept:].rstrip("\n") + "\n"
         text = head + section + ("\n" + tail if tail else "")
     else:
         text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)
+
+
+# --- ingest with search indexing on and off (bench/ingest.py, unchanged) ----------------------
+
+
+INDEXED_CODE = """
+from kefu.conversations.models import Message
+from kefu.search.models import MessageEntry
+print(Message.objects.count(), MessageEntry.objects.count())
+"""
+
+
+def ingest_on_off(args: argparse.Namespace) -> list[dict]:
+    """bench/ingest.py's bench_engine with KEFU_SEARCH_INDEXING off/on, alternating."""
+    import ingest  # bench/ingest.py
+
+    mode = {"indexing": "on"}
+    original_env, original_count = ingest.kefu_env, ingest.count_messages
+
+    def kefu_env(var_dir: Path, database_url: str | None) -> dict[str, str]:
+        env = original_env(var_dir, database_url)
+        env["KEFU_SEARCH_INDEXING"] = mode["indexing"]
+        return env
+
+    def count_messages(env: dict[str, str]) -> int:
+        out = ingest.run_kefu(env, "shell", "-c", INDEXED_CODE, capture=True)
+        stored, indexed = (int(n) for n in out.splitlines()[-1].split())
+        mode["indexed"] = indexed
+        return stored
+
+    ingest.kefu_env, ingest.count_messages = kefu_env, count_messages
+    ns = argparse.Namespace(
+        seconds=args.seconds, workers=2, threads=16, interface="wsgi",
+        phases="single,batch", ports="18400-18499", paced_rate=0,
+    )  # fmt: skip
+    texts = ingest.load_texts()
+    runs = []
+    try:
+        for _ in range(args.repeats):
+            for engine in [e.strip() for e in args.engines.split(",")]:
+                engine = "postgres" if engine.startswith("postgres") else "sqlite"
+                for indexing in ("off", "on"):
+                    mode["indexing"] = indexing
+                    r = ingest.bench_engine(engine, ns, texts)
+                    run = {
+                        "engine": engine,
+                        "indexing": indexing,
+                        "single": round(r["single"]["rps"]),
+                        "batch": round(r["batch"]["rps"] * ingest.BATCH),
+                        "errors": r["single"]["non_2xx"] + r["batch"]["non_2xx"],
+                        "stored": r["stored"],
+                        "indexed": mode["indexed"],
+                        "load": f"{r['load_before']} → {r['load_after']}",
+                    }
+                    print(run, file=sys.stderr, flush=True)
+                    runs.append(run)
+    finally:
+        ingest.kefu_env, ingest.count_messages = original_env, original_count
+    return runs
+
+
+def ingest_report(runs: list[dict], args: argparse.Namespace) -> str:
+    lines = [
+        "### Ingest with search on and off (bench/ingest.py through bench/search.py --ingest)",
+        "",
+        f"Machine: {machine()}. {time.strftime('%Y-%m-%d')}. Measured while other work ran on "
+        "the machine.",
+        f"`python bench/search.py --ingest --repeats {args.repeats} --seconds {args.seconds}`: "
+        "bench/ingest.py's server (granian WSGI, 2 workers x 16 threads) and wrk (32 connections),",
+        "single messages then 500-message batches, off and on alternating; msg/s.",
+        "",
+        "| engine | search indexing | single msg/s | batch msg/s | non-2xx | indexed / stored at stop | load avg |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in runs:
+        lines.append(
+            f"| {r['engine']} | {r['indexing']} | {r['single']} | {r['batch']} | {r['errors']} | "
+            f"{r['indexed']:,} / {r['stored']:,} | {r['load']} |"
+        )
+    lines.append("")
+    for engine in dict.fromkeys(r["engine"] for r in runs):
+        for phase in ("single", "batch"):
+            off = [r[phase] for r in runs if r["engine"] == engine and r["indexing"] == "off"]
+            on = [r[phase] for r in runs if r["engine"] == engine and r["indexing"] == "on"]
+            change = (sum(on) / len(on)) / (sum(off) / len(off)) - 1
+            lines.append(
+                f"- {engine}, {phase}: mean {sum(off) / len(off):.0f} off, "
+                f"{sum(on) / len(on):.0f} on ({change:+.0%})"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def record_ingest(section: str) -> None:
+    path = ROOT / "bench" / "RESULTS.md"
+    text = path.read_text()
+    marker = "### Ingest with search on and off"
+    if marker in text:
+        head, _, rest = text.partition(marker)
+        following = rest.find("\n## ")
+        tail = rest[following + 1 :] if following >= 0 else ""
+        text = head.rstrip("\n") + "\n\n" + section + ("\n" + tail if tail else "")
+    else:
+        search = "## Search (bench/search.py)"
+        if search in text:
+            head, _, rest = text.partition(search)
+            following = rest.find("\n## ")
+            body, tail = (rest[:following], rest[following:]) if following >= 0 else (rest, "")
+            text = head + search + body.rstrip("\n") + "\n\n" + section + tail
+        else:
+            text = text.rstrip("\n") + "\n\n" + search + "\n\n" + section
     path.write_text(text)
 
 
@@ -609,7 +731,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--record", action="store_true")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--ingest", action="store_true", help="ingest rate, indexing off/on")
+    parser.add_argument("--repeats", type=int, default=2, help="--ingest: off/on pairs")
+    parser.add_argument("--seconds", type=int, default=15, help="--ingest: per phase")
     args = parser.parse_args()
+    if args.ingest:
+        section = ingest_report(ingest_on_off(args), args)
+        print(section)
+        if args.record:
+            record_ingest(section)
+        return
     if args.child:
         sys.path.insert(0, str(ROOT))
         print(json.dumps(child(args.child, args.messages, args.rounds)))

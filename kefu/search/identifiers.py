@@ -59,6 +59,7 @@ _NUMBER = re.compile(r"^#?(\d{1,18})$")
 _AMAZON_ORDER = re.compile(r"^\d{3}-\d{7}-\d{7}$")
 # UPU S10 (LX123456789CN), UPS (1Z...), long digit-only carrier numbers (USPS, FedEx, DHL).
 _TRACKING = re.compile(r"^(?:[A-Z]{2}\d{9}[A-Z]{2}|1Z[0-9A-Z]{16}|\d{12,22})$", re.IGNORECASE)
+_SEPARATORS = re.compile(r"[\s\-]+")
 
 
 def register(resolver: Resolver) -> Resolver:
@@ -89,8 +90,10 @@ def classify(query: str) -> list[Identifier]:
         found.append(Identifier("order", number.group(1)))
     if _AMAZON_ORDER.match(value):
         found.append(Identifier("order", value))
-    if _TRACKING.match(value):
-        found.append(Identifier("tracking", value.upper()))
+    # Carriers print tracking numbers in groups ("1Z 999 AA1 01 2345 6784"): read them whole.
+    compact = _SEPARATORS.sub("", value)
+    if _TRACKING.match(compact) and not _AMAZON_ORDER.match(value):
+        found.append(Identifier("tracking", compact.upper()))
     digits = sum(ch.isdigit() for ch in value)
     if _PHONE.match(value) and 7 <= digits <= 15 and not value.startswith("#"):
         found.extend(Identifier("phone", number) for number in _phone_readings(value))

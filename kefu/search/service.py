@@ -114,8 +114,11 @@ def search(
     # What this process committed a moment ago and has not indexed yet: the agent who just
     # wrote a note finds it.
     index.flush_pending()
-    parsed = parse(q)
     exact = identifiers.resolve(q, agent)
+    # A tracking number typed in groups is one term in the messages that mention it.
+    kinds = {i.kind: i.value for i in exact.identifiers}
+    grouped = " " in q and "tracking" in kinds and "phone" not in kinds
+    parsed = parse(kinds["tracking"] if grouped else q)
     results.identifiers = exact.identifiers
     results.orders = exact.orders
     scope = Scope(

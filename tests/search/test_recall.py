@@ -79,6 +79,7 @@ EXPECTED = {
     "ios update": ["en-5"],
     "escalated": ["en-1"],  # an internal note
     "1Z999AA10123456784": ["en-1"],
+    "1Z 999 AA1 01 2345 6784": ["en-1"],  # as the carrier's label groups it
     "1z999aa10123456784": ["en-1"],
     "#100234": ["en-1"],
     # Spanish and German: accents folded both ways
