@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, F, Max, OuterRef
+from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from kefu.accounts.actions import audit
@@ -897,26 +897,6 @@ def finish_rule_execution(*, execution: RuleExecution, results: list[dict[str, A
     RuleExecution.objects.filter(pk=execution.pk).update(results=results, ok=ok)
 
 
-def last_event_id(conversation_id: int) -> int:
-    found = ConversationEvent.objects.filter(conversation_id=conversation_id).aggregate(
-        m=Max("pk")
-    )["m"]
-    return found or 0
-
-
-def label_events(conversation_id: int, after_id: int, label: dict[str, Any]) -> None:
-    """Add ``label`` (the rule, or routing) to the data of the system events of a conversation
-    written after ``after_id`` that carry no label yet: the action that wrote them has just
-    returned, in this process."""
-    events = ConversationEvent.objects.filter(
-        conversation_id=conversation_id, pk__gt=after_id, actor__isnull=True
-    )
-    for event in events:
-        if "rule" in event.data or "routing" in event.data:
-            continue
-        ConversationEvent.objects.filter(pk=event.pk).update(data={**event.data, **label})
-
-
 def perform_rule_action(
     *, rule_id: int, rule_name: str, spec: dict[str, Any], conversation_id: int
 ) -> dict[str, Any]:
@@ -930,9 +910,8 @@ def perform_rule_action(
         raise NotFound("the conversation is gone")
     if conversation.merged_into_id is not None:
         raise Conflict("the conversation was merged")
-    since = last_event_id(conversation_id)
-    outcome = _RULE_ACTIONS[spec["type"]](conversation, spec, rule_id)
-    label_events(conversation_id, since, {"rule": {"id": rule_id, "name": rule_name}})
+    with conversation_actions.on_behalf_of({"rule": {"id": rule_id, "name": rule_name}}):
+        outcome = _RULE_ACTIONS[spec["type"]](conversation, spec, rule_id)
     return outcome or {}
 
 
@@ -1150,11 +1129,10 @@ def _assign_next(setup: InboxRouting, mode: str, conversation: Conversation) -> 
     if chosen is None:
         return None
     agent = Agent.objects.get(pk=chosen.id)
-    since = last_event_id(conversation.pk)
-    conversation_actions.assign(
-        conversation=conversation, actor=None, assignee=agent, team=setup.team
-    )
-    label_events(conversation.pk, since, {"routing": mode})
+    with conversation_actions.on_behalf_of({"routing": mode}):
+        conversation_actions.assign(
+            conversation=conversation, actor=None, assignee=agent, team=setup.team
+        )
     now = timezone.now()
     InboxRouting.objects.filter(pk=setup.pk).update(last_agent_id=agent.pk, updated_at=now)
     setup.last_agent_id = agent.pk
@@ -1239,9 +1217,8 @@ def _unassign_away(conversation_id: int, away: list[int]) -> bool:
     )
     if conversation is None:
         return False
-    since = last_event_id(conversation_id)
-    conversation_actions.assign(conversation=conversation, actor=None, assignee=None)
-    label_events(conversation_id, since, {"routing": "returned_to_queue"})
+    with conversation_actions.on_behalf_of({"routing": "returned_to_queue"}):
+        conversation_actions.assign(conversation=conversation, actor=None, assignee=None)
     return True
 
 

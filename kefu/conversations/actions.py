@@ -7,7 +7,9 @@ through ``kefu.conversations.selectors`` (scoped to the acting agent).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime
 
 from django.db import transaction
@@ -62,6 +64,22 @@ __all__ = [
 MAX_REPLY_CHARS = 100_000
 
 
+# On whose behalf the system acts (a rule, routing): while set, events written without an actor
+# carry it in their data, so the timeline can say "by rule X". The innermost label wins (routing
+# run by a rule is labelled as routing). Set through ``on_behalf_of``.
+_system_label: ContextVar[dict[str, object] | None] = ContextVar("kefu_system_label", default=None)
+
+
+@contextmanager
+def on_behalf_of(label: dict[str, object]) -> Iterator[None]:
+    """Label the actor-less events written inside this block with ``label``."""
+    token = _system_label.set(label)
+    try:
+        yield
+    finally:
+        _system_label.reset(token)
+
+
 def _event(
     conversation: Conversation,
     kind: str,
@@ -69,6 +87,9 @@ def _event(
     message: Message | None = None,
     **data: object,
 ) -> ConversationEvent:
+    label = _system_label.get() if actor is None else None
+    if label:
+        data = {**label, **data}
     return ConversationEvent.objects.create(
         conversation=conversation, kind=kind, actor=actor, message=message, data=data
     )
