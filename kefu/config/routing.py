@@ -1,3 +1,9 @@
 """Websocket routes; each app adds its consumers here (workspace, chat widget)."""
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from kefu.workspace.consumers import WorkspaceConsumer
+
+websocket_urlpatterns: list = [
+    path("ws/workspace/", WorkspaceConsumer.as_asgi()),
+]

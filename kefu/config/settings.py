@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "kefu.conversations",
     "kefu.automation",
     "kefu.search",
+    "kefu.workspace",
 ]
 
 MIDDLEWARE = [

@@ -2,7 +2,6 @@ from django.contrib import admin
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
-from django.views.generic import RedirectView
 
 from kefu.accounts.views import SignInView
 from kefu.config.api import api
@@ -23,8 +22,6 @@ admin.site.site_header = "kefu"
 admin.site.site_title = "kefu"
 
 urlpatterns = [
-    # Until the agent workspace lands, the back office is the page people reach.
-    path("", RedirectView.as_view(url="/admin/", permanent=False), name="home"),
     path("healthz", healthz, name="healthz"),
     path("api/v1/", api.urls),
     path("accounts/", include("kefu.accounts.urls")),
@@ -40,4 +37,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("automation/", include("kefu.automation.urls")),
     path("search/", include("kefu.search.urls")),
+    # The agent workspace owns the root: the inbox is the page agents live in.
+    path("", include("kefu.workspace.urls")),
 ]

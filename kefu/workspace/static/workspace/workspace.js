@@ -1,0 +1,123 @@
+// kefu workspace: live updates over the websocket, keyboard shortcuts, the help overlay.
+// No framework: the server renders HTML; a push only says what changed, htmx re-fetches it.
+(function () {
+  "use strict";
+
+  var REFRESH_DELAY = 150; // coalesce bursts of pushes into one fetch
+  var pending = {};
+
+  function refresh(selector) {
+    if (pending[selector]) return;
+    pending[selector] = setTimeout(function () {
+      delete pending[selector];
+      var target = document.querySelector(selector);
+      if (target && window.htmx) window.htmx.trigger(target, "ws-refresh");
+    }, REFRESH_DELAY);
+  }
+
+  function onPush(event) {
+    var page = document.querySelector("[data-conversation-page]");
+    if (document.getElementById("ws-list")) refresh("#ws-list");
+    if (page && String(event.id) === page.getAttribute("data-conversation-page")) {
+      refresh("#ws-timeline");
+    }
+    document.dispatchEvent(new CustomEvent("kefu:push", { detail: event }));
+  }
+
+  function connect(attempt) {
+    var header = document.querySelector("[data-socket]");
+    if (!header || !window.WebSocket) return;
+    var scheme = location.protocol === "https:" ? "wss://" : "ws://";
+    var socket = new WebSocket(scheme + location.host + header.getAttribute("data-socket"));
+    var state = document.querySelector("[data-live-state]");
+    socket.onopen = function () {
+      attempt = 0;
+      if (state) state.classList.add("ws-live-on");
+      document.documentElement.setAttribute("data-live", "on");
+    };
+    socket.onmessage = function (message) {
+      var event;
+      try { event = JSON.parse(message.data); } catch (e) { return; }
+      if (event.type === "access.changed") { refresh("#ws-list"); return; }
+      if (typeof event.id === "number") onPush(event);
+    };
+    socket.onclose = function (close) {
+      if (state) state.classList.remove("ws-live-on");
+      document.documentElement.setAttribute("data-live", "off");
+      if (close.code === 4401) return; // signed out
+      // Back off up to 30 s; on the way back, fetch what was missed.
+      var wait = Math.min(30000, 500 * Math.pow(2, attempt || 0));
+      setTimeout(function () { connect((attempt || 0) + 1); refresh("#ws-list"); refresh("#ws-timeline"); }, wait);
+    };
+  }
+
+  // --- Keyboard --------------------------------------------------------------------------------
+
+  function typing(target) {
+    return target.closest("input, textarea, select, [contenteditable]") !== null;
+  }
+
+  function rows() { return Array.prototype.slice.call(document.querySelectorAll(".ws-row")); }
+
+  function move(step) {
+    var all = rows();
+    if (!all.length) return;
+    var current = all.findIndex(function (row) { return row.classList.contains("ws-selected"); });
+    var next = Math.max(0, Math.min(all.length - 1, current + step));
+    all.forEach(function (row) { row.classList.remove("ws-selected"); });
+    all[next].classList.add("ws-selected");
+    all[next].querySelector("a").focus();
+  }
+
+  function click(selector) {
+    var element = document.querySelector(selector);
+    if (element) element.click();
+    return Boolean(element);
+  }
+
+  function compose(kind) {
+    var radio = document.querySelector(kind === "note" ? "[data-kind-note]" : "[data-kind-reply]");
+    var text = document.querySelector("[data-composer-text]");
+    if (radio) radio.checked = true;
+    if (text) text.focus();
+  }
+
+  var lastKey = "";
+  function onKey(event) {
+    if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey) return;
+    if (typing(event.target)) {
+      if (event.key === "Escape") event.target.blur();
+      return;
+    }
+    var key = event.key;
+    var handled = true;
+    if (lastKey === "g" && key === "i") { location.href = "/"; }
+    else if (key === "j") move(1);
+    else if (key === "k") move(-1);
+    else if (key === "r") compose("reply");
+    else if (key === "n") compose("note");
+    else if (key === "a") handled = click("[data-assign-me]");
+    else if (key === "s") handled = click("[data-solve]");
+    else if (key === "?") { var help = document.querySelector("[data-help]"); if (help) help.showModal(); }
+    else handled = key === "g";
+    lastKey = key;
+    if (handled) event.preventDefault();
+  }
+
+  // Ctrl+Enter sends the composer.
+  function onComposerKey(event) {
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+      event.preventDefault();
+      event.target.form.requestSubmit();
+    }
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    connect(0);
+    document.addEventListener("keydown", onKey);
+    var text = document.querySelector("[data-composer-text]");
+    if (text) text.addEventListener("keydown", onComposerKey);
+    var open = document.querySelector("[data-help-open]");
+    if (open) open.addEventListener("click", function () { document.querySelector("[data-help]").showModal(); });
+  });
+})();

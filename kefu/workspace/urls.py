@@ -1,0 +1,20 @@
+from django.urls import path
+
+from kefu.workspace import views
+
+app_name = "workspace"
+
+urlpatterns = [
+    path("", views.inbox, name="inbox"),
+    path("list/", views.inbox_list, name="list"),
+    path("c/<int:conversation_id>/", views.conversation, name="conversation"),
+    path("c/<int:conversation_id>/timeline/", views.timeline, name="timeline"),
+    path("c/<int:conversation_id>/reply/", views.reply, name="reply"),
+    path("c/<int:conversation_id>/assign/", views.assign, name="assign"),
+    path("c/<int:conversation_id>/status/", views.status, name="status"),
+    path("c/<int:conversation_id>/priority/", views.priority, name="priority"),
+    path("c/<int:conversation_id>/tags/", views.tags, name="tags"),
+    path("c/<int:conversation_id>/merge/", views.merge, name="merge"),
+    path("merges/<int:merge_id>/undo/", views.unmerge, name="unmerge"),
+    path("m/<int:message_id>/html/", views.message_html, name="message_html"),
+]

@@ -1,0 +1,220 @@
+"""The workspace pages and actions: scoped reads, every change through the actions, escaping."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from kefu.conversations.inbound import InboundMessage
+from kefu.conversations.models import (
+    Conversation,
+    ConversationMerge,
+    Direction,
+    InboxMembership,
+    Message,
+)
+from kefu.conversations.pipeline import receive_message
+from tests.factories import AgentFactory, InboxFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def inbound(inbox, text="Where is my order #1042?", who="ana@example.com", html="", ref="m"):
+    return receive_message(
+        inbox=inbox,
+        message=InboundMessage(
+            external_id=f"{ref}-{Message.objects.count()}",
+            identities=[("email", who)],
+            customer_name="Ana",
+            text=text,
+            html=html,
+        ),
+    ).conversation
+
+
+@pytest.fixture
+def signed_in(client, agent):
+    client.force_login(agent)
+    return client
+
+
+def test_the_inbox_lists_only_conversations_the_agent_may_see(signed_in, inbox):
+    mine = inbound(inbox, "Parcel late")
+    foreign = inbound(InboxFactory(), "Secret other team", who="bo@example.com")
+
+    page = signed_in.get("/").content.decode()
+
+    assert f"#{mine.pk}" in page and "Parcel late" in page
+    assert "Secret other team" not in page and f"#{foreign.pk}<" not in page
+
+
+def test_views_mine_and_unassigned_filter_the_list(signed_in, agent, inbox):
+    from kefu.conversations import actions
+
+    taken = inbound(inbox, "Taken one", who="a@example.com")
+    free = inbound(inbox, "Free one", who="b@example.com")
+    actions.assign(conversation=taken, actor=agent, assignee=agent)
+
+    mine = signed_in.get("/", {"view": "mine"}).content.decode()
+    unassigned = signed_in.get("/list/", {"view": "unassigned"}).content.decode()
+
+    assert "Taken one" in mine and "Free one" not in mine
+    assert "Free one" in unassigned and "Taken one" not in unassigned
+    assert free.pk != taken.pk
+
+
+@pytest.mark.parametrize("sort", ["activity", "waiting"])
+def test_keyset_pages_cover_every_conversation_once(agent, inbox, sort):
+    from kefu.workspace import selectors
+
+    for n in range(7):
+        inbound(inbox, f"question {n}", who=f"c{n}@example.com")
+
+    seen, cursor = [], ""
+    while True:
+        query = selectors.ListQuery(view="all", sort=sort, cursor=cursor)
+        page = selectors.inbox_page(agent, query, size=3)
+        seen += [c.pk for c in page.rows]
+        cursor = page.next_cursor
+        if not cursor:
+            break
+    assert sorted(seen) == sorted(Conversation.objects.values_list("pk", flat=True))
+    assert len(seen) == len(set(seen)) == 7
+
+
+def test_an_outsider_gets_404_on_every_page_fragment_and_action(client, inbox):
+    conversation = inbound(inbox, "Hidden", html="<p>Hidden</p>")
+    message = conversation.messages.get()
+    client.force_login(AgentFactory())
+    pk = conversation.pk
+    gets = [f"/c/{pk}/", f"/c/{pk}/timeline/", f"/m/{message.pk}/html/"]
+    posts = {
+        f"/c/{pk}/reply/": {"text": "hi"},
+        f"/c/{pk}/assign/": {"assignee": "me"},
+        f"/c/{pk}/status/": {"status": "solved"},
+        f"/c/{pk}/priority/": {"priority": "urgent"},
+        f"/c/{pk}/tags/": {"tags": "x"},
+        f"/c/{pk}/merge/": {"into": str(pk)},
+    }
+    for path in gets:
+        assert client.get(path).status_code == 404, path
+    for path, data in posts.items():
+        assert client.post(path, data).status_code == 404, path
+    conversation.refresh_from_db()
+    assert (conversation.status, conversation.priority, conversation.assignee_id) == (
+        "new",
+        "normal",
+        None,
+    )
+    assert conversation.messages.count() == 1
+
+
+def test_reply_and_note_go_through_the_actions(signed_in, agent, inbox):
+    conversation = inbound(inbox)
+
+    reply = signed_in.post(f"/c/{conversation.pk}/reply/", {"text": "Shipped today", "then": ""})
+    note = signed_in.post(
+        f"/c/{conversation.pk}/reply/", {"text": "VIP, be kind", "kind": Direction.NOTE}
+    )
+
+    assert reply.status_code == note.status_code == 302
+    sent = list(conversation.messages.order_by("id").values_list("direction", "text"))
+    assert sent[1:] == [("outbound", "Shipped today"), ("note", "VIP, be kind")]
+    page = signed_in.get(f"/c/{conversation.pk}/").content.decode()
+    assert "Shipped today" in page and "VIP, be kind" in page
+
+
+def test_an_empty_reply_is_refused_with_a_message_and_stores_nothing(signed_in, inbox):
+    conversation = inbound(inbox)
+    response = signed_in.post(f"/c/{conversation.pk}/reply/", {"text": "  "})
+    assert response.status_code in (400, 422)
+    assert 'role="alert"' in response.content.decode()
+    assert conversation.messages.count() == 1
+
+
+def test_assign_to_a_colleague_and_not_to_someone_outside_the_inbox(signed_in, inbox):
+    conversation = inbound(inbox)
+    colleague = AgentFactory(display_name="Bea")
+    InboxMembership.objects.create(inbox=inbox, agent=colleague)
+    stranger = AgentFactory()
+
+    ok = signed_in.post(f"/c/{conversation.pk}/assign/", {"assignee": colleague.pk})
+    refused = signed_in.post(f"/c/{conversation.pk}/assign/", {"assignee": stranger.pk})
+
+    assert ok.status_code == 302 and refused.status_code == 400
+    conversation.refresh_from_db()
+    assert conversation.assignee_id == colleague.pk
+
+
+def test_status_priority_tags_and_snooze(signed_in, inbox):
+    conversation = inbound(inbox)
+    base = f"/c/{conversation.pk}"
+    signed_in.post(f"{base}/priority/", {"priority": "urgent"})
+    signed_in.post(f"{base}/tags/", {"tags": "refund, vip"})
+    signed_in.post(f"{base}/tags/", {"tags": "vip", "remove": "1"})
+    signed_in.post(f"{base}/status/", {"status": "solved"})
+    conversation.refresh_from_db()
+    assert (conversation.priority, conversation.status) == ("urgent", "solved")
+    assert list(conversation.tags.values_list("name", flat=True)) == ["refund"]
+
+    bad = signed_in.post(f"{base}/status/", {"snooze_until": "not a date"})
+    later = signed_in.post(f"{base}/status/", {"snooze_until": "2999-01-01T09:00"})
+    assert bad.status_code == 400 and later.status_code == 302
+    conversation.refresh_from_db()
+    assert conversation.status == "pending" and conversation.snoozed_until.year == 2999
+
+
+def test_merge_into_a_conversation_of_the_same_customer_and_undo(signed_in, agent, inbox):
+    other_channel = InboxFactory(kind="email")
+    InboxMembership.objects.create(inbox=other_channel, agent=agent)
+    first = inbound(inbox, "first")
+    second = inbound(other_channel, "second")
+    assert first.pk != second.pk
+
+    merged = signed_in.post(f"/c/{second.pk}/merge/", {"into": first.pk})
+    assert merged.status_code == 302 and merged["Location"] == f"/c/{first.pk}/"
+    record = ConversationMerge.objects.get()
+    assert signed_in.get(f"/c/{second.pk}/")["Location"] == f"/c/{first.pk}/"
+
+    undone = signed_in.post(f"/merges/{record.pk}/undo/")
+    assert undone.status_code == 302
+    second.refresh_from_db()
+    assert second.merged_into_id is None and second.messages.count() == 1
+
+
+def test_customer_text_is_escaped_and_email_html_only_in_a_sandboxed_frame(signed_in, inbox):
+    payload = "<script>alert(1)</script><img src=x onerror=alert(2)>"
+    conversation = inbound(inbox, payload, html=f"<p>Hello</p>{payload}")
+
+    page = signed_in.get(f"/c/{conversation.pk}/").content.decode()
+    frame = signed_in.get(f"/m/{conversation.messages.get().pk}/html/")
+
+    assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page
+    assert '<iframe class="ws-email" sandbox ' in page
+    body = frame.content.decode()
+    assert "<script" not in body and "onerror" not in body and "<p>Hello</p>" in body
+    policy = frame["Content-Security-Policy"]
+    assert "default-src 'none'" in policy and "img-src data:;" in policy
+    assert (
+        "http:"
+        in signed_in.get(f"/m/{conversation.messages.get().pk}/html/", {"images": "1"})[
+            "Content-Security-Policy"
+        ]
+    )
+
+
+def test_query_counts_of_the_list_and_the_conversation_are_pinned(
+    signed_in, inbox, django_assert_max_num_queries
+):
+    for n in range(30):
+        inbound(inbox, f"question {n}", who=f"c{n}@example.com")
+    conversation = Conversation.objects.first()
+    signed_in.get("/")  # session and agent warm
+
+    with django_assert_max_num_queries(8):
+        assert signed_in.get("/list/").status_code == 200
+    with django_assert_max_num_queries(16):
+        assert (
+            signed_in.get(reverse("workspace:conversation", args=[conversation.pk])).status_code
+            == 200
+        )
