@@ -1,0 +1,138 @@
+"""The agent websocket: pushes reach the agents who may see the inbox, and nobody else."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from asgiref.testing import ApplicationCommunicator
+from channels.db import database_sync_to_async
+from channels.routing import URLRouter
+from django.contrib.auth.models import AnonymousUser
+
+from kefu.accounts import actions as accounts_actions
+from kefu.accounts.models import Role
+from kefu.config.routing import websocket_urlpatterns
+from kefu.conversations import actions
+from kefu.conversations.inbound import InboundMessage
+from kefu.conversations.pipeline import receive_message
+from tests.factories import AgentFactory, InboxFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+APP = URLRouter(websocket_urlpatterns)
+
+
+class WebsocketCommunicator(ApplicationCommunicator):
+    """The websocket side of ASGI, spoken directly (channels.testing needs daphne)."""
+
+    def __init__(self, app, path: str) -> None:
+        super().__init__(
+            app, {"type": "websocket", "path": path, "headers": [], "subprotocols": []}
+        )
+
+    async def connect(self, timeout: float = 2) -> tuple[bool, int | None]:
+        await self.send_input({"type": "websocket.connect"})
+        answer = await self.receive_output(timeout)
+        if answer["type"] == "websocket.close":
+            return False, answer.get("code")
+        return True, None
+
+    async def receive_json_from(self, timeout: float = 1) -> dict:
+        answer = await self.receive_output(timeout)
+        return json.loads(answer["text"])
+
+    async def disconnect(self, code: int = 1000) -> None:
+        await self.send_input({"type": "websocket.disconnect", "code": code})
+        await self.wait(1)
+
+
+async def connect(user) -> WebsocketCommunicator:
+    communicator = WebsocketCommunicator(APP, "/ws/workspace/")
+    communicator.scope["user"] = user
+    connected, _ = await communicator.connect()
+    assert connected
+    return communicator
+
+
+def write(inbox, external_id="m-1"):
+    return receive_message(
+        inbox=inbox,
+        message=InboundMessage(
+            external_id=external_id, identities=[("email", "ana@example.com")], text="Hello"
+        ),
+    ).conversation
+
+
+async def received(communicator, timeout=1.0) -> list[dict]:
+    """Everything pushed until the socket stays quiet (``timeout`` first, then 0.2 s)."""
+    events = []
+    while not await communicator.receive_nothing(timeout=timeout):
+        events.append(await communicator.receive_json_from())
+        timeout = 0.2
+    return events
+
+
+def test_a_member_hears_of_new_and_changed_conversations_an_outsider_never(agent, inbox):
+    outsider = AgentFactory()
+
+    async def scenario():
+        member_socket = await connect(agent)
+        outsider_socket = await connect(outsider)
+        conversation = await database_sync_to_async(write)(inbox)
+        await database_sync_to_async(actions.set_priority)(
+            conversation=conversation, actor=agent, priority="high"
+        )
+        heard = await received(member_socket)
+        overheard = await received(outsider_socket, timeout=0.3)
+        await member_socket.disconnect()
+        await outsider_socket.disconnect()
+        return conversation.pk, heard, overheard
+
+    pk, heard, overheard = asyncio.run(scenario())
+    assert {"type": "conversation.created", "id": pk} in heard
+    assert {"type": "conversation.updated", "id": pk} in heard
+    assert all(set(event) == {"type", "id"} for event in heard)  # a hint, never content
+    assert overheard == []
+
+
+def test_an_anonymous_socket_is_refused():
+    async def scenario():
+        communicator = WebsocketCommunicator(APP, "/ws/workspace/")
+        communicator.scope["user"] = AnonymousUser()
+        connected, code = await communicator.connect()
+        return connected, code
+
+    connected, code = asyncio.run(scenario())
+    assert not connected and code == 4401
+
+
+def test_access_granted_or_removed_takes_effect_on_an_open_socket(transactional_db):
+    admin = AgentFactory(role=Role.ADMIN)
+    person = AgentFactory()
+    inbox = InboxFactory()
+
+    async def scenario():
+        socket = await connect(person)
+        await database_sync_to_async(accounts_actions.set_inboxes)(
+            agent=person, inboxes=[inbox], actor=admin
+        )
+        first = await received(socket)
+        conversation = await database_sync_to_async(write)(inbox, "a")
+        granted = await received(socket)
+        await database_sync_to_async(accounts_actions.set_inboxes)(
+            agent=person, inboxes=[], actor=admin
+        )
+        await received(socket)
+        await database_sync_to_async(actions.set_priority)(
+            conversation=conversation, actor=admin, priority="urgent"
+        )
+        removed = await received(socket, timeout=0.3)
+        await socket.disconnect()
+        return conversation.pk, first, granted, removed
+
+    pk, first, granted, removed = asyncio.run(scenario())
+    assert {"type": "access.changed"} in first
+    assert {"type": "conversation.created", "id": pk} in granted
+    assert removed == []
