@@ -7,9 +7,15 @@ app_name = "workspace"
 urlpatterns = [
     path("", views.inbox, name="inbox"),
     path("list/", views.inbox_list, name="list"),
+    path("bulk/", views.bulk, name="bulk"),
     path("c/<int:conversation_id>/", views.conversation, name="conversation"),
     path("c/<int:conversation_id>/timeline/", views.timeline, name="timeline"),
     path("c/<int:conversation_id>/reply/", views.reply, name="reply"),
+    path(
+        "c/<int:conversation_id>/templates/<int:template_id>/",
+        views.template_text,
+        name="template_text",
+    ),
     path("c/<int:conversation_id>/assign/", views.assign, name="assign"),
     path("c/<int:conversation_id>/status/", views.status, name="status"),
     path("c/<int:conversation_id>/priority/", views.priority, name="priority"),

@@ -9,17 +9,21 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_GET, require_POST
 
 from kefu.accounts.models import Agent
 from kefu.automation import actions as automation_actions
+from kefu.automation import selectors as automation_selectors
+from kefu.automation.models import Template
 from kefu.conversations import actions
 from kefu.conversations.models import (
     Conversation,
@@ -31,7 +35,7 @@ from kefu.conversations.models import (
 )
 from kefu.conversations.selectors import get_conversation
 from kefu.core.csp import CSP_HEADER, email_frame_policy
-from kefu.core.errors import KefuError, NotFound
+from kefu.core.errors import InvalidInput, KefuError, NotFound
 from kefu.customers.models import Identity
 from kefu.workspace import selectors
 from kefu.workspace.selectors import ListQuery
@@ -97,7 +101,26 @@ def _conversation_context(request: HttpRequest, conversation: Conversation) -> d
         "merges": ConversationMerge.objects.filter(target=conversation).select_related("source"),
         "allow_images": request.GET.get("images") == "1",
         "commerce_panel_url": _commerce_panel_url(conversation),
+        "templates": _templates(agent, conversation),
     }
+
+
+def _templates(agent: Agent, conversation: Conversation) -> list[Template]:
+    """Reply templates the agent may use in this conversation's inbox, most used first."""
+    return [
+        t
+        for t in automation_selectors.templates_for(agent)
+        if not t.inbox_ids or conversation.inbox_id in t.inbox_ids
+    ][:100]
+
+
+def _usable_template(agent: Agent, conversation: Conversation, raw: str) -> Template:
+    if not raw.isdecimal() or len(raw) > 18:
+        raise InvalidInput(_("Choose a template."), field="template")
+    template = automation_selectors.get_template(agent, int(raw))
+    if template.inbox_ids and conversation.inbox_id not in template.inbox_ids:
+        raise NotFound(f"template {raw} not found")
+    return template
 
 
 def _commerce_panel_url(conversation: Conversation) -> str | None:
@@ -151,6 +174,24 @@ def message_html(request: HttpRequest, message_id: int) -> HttpResponse:
     return response
 
 
+@login_required
+@require_GET
+def template_text(request: HttpRequest, conversation_id: int, template_id: int) -> HttpResponse:
+    """A template rendered for this conversation, in the customer's language when it has one
+    (plain text for the composer; nothing is written until the reply is sent)."""
+    found = _visible(request, conversation_id)
+    try:
+        template = _usable_template(_agent(request), found, str(template_id))
+        text, language = automation_actions.render_template(
+            template=template, conversation=found, agent=_agent(request)
+        )
+    except KefuError as error:
+        return HttpResponse(error.message, status=error.status_code, content_type="text/plain")
+    response = HttpResponse(text, content_type="text/plain; charset=utf-8")
+    response["Content-Language"] = language
+    return response
+
+
 # --- Actions -----------------------------------------------------------------------------------
 
 
@@ -173,12 +214,21 @@ def reply(request: HttpRequest, conversation_id: int) -> HttpResponse:
         if request.POST.get("kind") == Direction.NOTE:
             actions.add_note(conversation=found, actor=_agent(request), text=text)
         else:
+            template = None
+            if request.POST.get("template"):
+                template = _usable_template(_agent(request), found, request.POST["template"])
             actions.reply(
                 conversation=found,
                 actor=_agent(request),
                 text=text,
                 status=request.POST.get("then") or None,
             )
+            if template is not None:
+                # Counts the use and applies the template's tags, status and assignment; the
+                # text sent is the agent's (they may have edited the template's).
+                automation_actions.use_template(
+                    template=template, conversation=found, actor=_agent(request)
+                )
     except KefuError as error:
         return _failed(request, found, error)
     return _done(request, found)
@@ -296,3 +346,80 @@ def unmerge(request: HttpRequest, merge_id: int) -> HttpResponse:
     except KefuError as error:
         return _failed(request, target, error)
     return _done(request, restored)
+
+
+# --- Bulk actions on the list ---------------------------------------------------------------------
+
+BULK_LIMIT = 200
+
+
+@login_required
+@require_POST
+def bulk(request: HttpRequest) -> HttpResponse:
+    """One action on the selected conversations; each goes through the same scoped lookup and
+    action as on its own page (one it may not see counts as skipped, never as an error page)."""
+    agent = _agent(request)
+    ids = [int(raw) for raw in request.POST.getlist("ids")[:BULK_LIMIT] if raw.isdecimal()]
+    action = request.POST.get("action", "")
+    rows = [c for c in (_visible_or_none(agent, pk) for pk in ids) if c is not None]
+    done, failed = _apply_bulk(agent, action, rows, request.POST)
+    if done:
+        messages.success(
+            request,
+            ngettext("%(count)d conversation updated.", "%(count)d conversations updated.", done)
+            % {"count": done},
+        )
+    skipped = len(ids) - done
+    if skipped or failed:
+        messages.warning(
+            request,
+            _("%(count)d not changed: %(reason)s")
+            % {"count": skipped, "reason": failed or _("not found or not allowed")},
+        )
+    back = request.POST.get("next", "/")
+    return redirect(back if back.startswith("/") and not back.startswith("//") else "/")
+
+
+def _visible_or_none(agent: Agent, conversation_id: int) -> Conversation | None:
+    try:
+        return get_conversation(agent, conversation_id)
+    except NotFound:
+        return None
+
+
+def _apply_bulk(agent: Agent, action: str, rows: list[Conversation], form) -> tuple[int, str]:  # type: ignore[no-untyped-def]
+    if action == "merge":
+        return _bulk_merge(agent, rows)
+    done, failed = 0, ""
+    for row in rows:
+        try:
+            if action == "assign_me":
+                actions.assign(conversation=row, actor=agent, assignee=agent)
+            elif action == "unassign":
+                actions.assign(conversation=row, actor=agent, assignee=None)
+            elif action == "status":
+                actions.set_status(conversation=row, actor=agent, status=form.get("status", ""))
+            elif action == "tag":
+                names = form.get("tags", "").replace(",", " ").split()
+                actions.tag(conversation=row, actor=agent, names=names)
+            else:
+                return 0, _("unknown action")
+            done += 1
+        except KefuError as error:
+            failed = error.message
+    return done, failed
+
+
+def _bulk_merge(agent: Agent, rows: list[Conversation]) -> tuple[int, str]:
+    """Fold every selected conversation into the one with the latest activity."""
+    if len(rows) < 2 or len({row.customer_id for row in rows}) != 1:
+        return 0, _("merge needs two or more conversations of the same customer")
+    target, *sources = sorted(rows, key=lambda row: row.last_message_at, reverse=True)
+    done, failed = 0, ""
+    for source in sources:
+        try:
+            actions.merge_conversations(source=source, target=target, actor=agent)
+            done += 1
+        except KefuError as error:
+            failed = error.message
+    return done, failed

@@ -218,3 +218,75 @@ def test_query_counts_of_the_list_and_the_conversation_are_pinned(
             signed_in.get(reverse("workspace:conversation", args=[conversation.pk])).status_code
             == 200
         )
+
+
+def test_bulk_actions_change_what_the_agent_may_see_and_skip_the_rest(signed_in, agent, inbox):
+    ours = [inbound(inbox, f"q{n}", who=f"b{n}@example.com") for n in range(3)]
+    foreign = inbound(InboxFactory(), "not ours", who="x@example.com")
+    ids = [c.pk for c in ours] + [foreign.pk]
+
+    assign = signed_in.post("/bulk/", {"ids": ids, "action": "assign_me", "next": "/?view=mine"})
+    signed_in.post("/bulk/", {"ids": ids, "action": "tag", "tags": "q4-peak"})
+    signed_in.post("/bulk/", {"ids": ids, "action": "status", "status": "pending"})
+
+    assert assign.status_code == 302 and assign["Location"] == "/?view=mine"
+    for conversation in ours:
+        conversation.refresh_from_db()
+        assert conversation.assignee_id == agent.pk and conversation.status == "pending"
+        assert list(conversation.tags.values_list("name", flat=True)) == ["q4-peak"]
+    foreign.refresh_from_db()
+    assert (foreign.assignee_id, foreign.status, foreign.tags.count()) == (None, "new", 0)
+
+
+def test_bulk_merge_folds_a_customers_conversations_into_the_latest(signed_in, agent, inbox):
+    mail = InboxFactory(kind="email")
+    InboxMembership.objects.create(inbox=mail, agent=agent)
+    older = inbound(inbox, "first")
+    newer = inbound(mail, "second")
+    other_customer = inbound(inbox, "someone else", who="zed@example.com")
+
+    refused = signed_in.post("/bulk/", {"ids": [older.pk, other_customer.pk], "action": "merge"})
+    merged = signed_in.post("/bulk/", {"ids": [older.pk, newer.pk], "action": "merge"})
+
+    assert refused.status_code == merged.status_code == 302
+    older.refresh_from_db()
+    other_customer.refresh_from_db()
+    assert older.merged_into_id == newer.pk and other_customer.merged_into_id is None
+    assert ConversationMerge.objects.count() == 1
+
+
+def test_a_template_renders_in_the_customers_language_and_counts_when_sent(signed_in, agent, inbox):
+    from kefu.automation.models import Template
+
+    conversation = inbound(inbox, "我的订单在哪里？")
+    template = Template.objects.create(
+        name="Where is my order",
+        shortcut="wismo",
+        bodies={
+            "en": "Hi {{ customer.name }}, it ships today.",
+            "zh-hans": "{{ customer.name }}，您好！今天发货。",
+        },
+        default_language="en",
+        set_tags=["wismo"],
+    )
+    elsewhere = Template.objects.create(
+        name="Other shop", shortcut="other", bodies={"en": "x"}, inbox_ids=[inbox.pk + 999]
+    )
+
+    page = signed_in.get(f"/c/{conversation.pk}/").content.decode()
+    rendered = signed_in.get(f"/c/{conversation.pk}/templates/{template.pk}/")
+    hidden = signed_in.get(f"/c/{conversation.pk}/templates/{elsewhere.pk}/")
+
+    assert "/wismo" in page and "/other" not in page
+    assert rendered.status_code == 200 and hidden.status_code == 404
+    body = rendered.content.decode()
+    assert conversation.language.startswith("zh")
+    assert body == "Ana，您好！今天发货。" and rendered["Content-Language"] == "zh-hans"
+
+    signed_in.post(
+        f"/c/{conversation.pk}/reply/", {"text": body + " (edited)", "template": template.pk}
+    )
+    template.refresh_from_db()
+    assert template.usage_count == 1
+    assert list(conversation.tags.values_list("name", flat=True)) == ["wismo"]
+    assert conversation.messages.filter(direction="outbound").get().text.endswith("(edited)")

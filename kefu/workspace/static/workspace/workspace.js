@@ -6,7 +6,17 @@
   var REFRESH_DELAY = 150; // coalesce bursts of pushes into one fetch
   var pending = {};
 
+  function selecting() {
+    return document.querySelector(".ws-pick:checked") !== null;
+  }
+
   function refresh(selector) {
+    // Never swap the list under an agent who is selecting rows for a bulk action.
+    if (selector === "#ws-list" && selecting()) {
+      var hint = document.querySelector("[data-stale]");
+      if (hint) hint.hidden = false;
+      return;
+    }
     if (pending[selector]) return;
     pending[selector] = setTimeout(function () {
       delete pending[selector];
@@ -112,8 +122,53 @@
     }
   }
 
+  // --- Templates: render for this conversation, insert at the caret, remember which one ----------
+
+  function onTemplate(event) {
+    var select = event.target;
+    if (!select.value) return;
+    var url = select.getAttribute("data-template-url").replace(/0\/$/, select.value + "/");
+    fetch(url, { credentials: "same-origin" }).then(function (response) {
+      return response.text().then(function (body) { return { ok: response.ok, body: body }; });
+    }).then(function (result) {
+      if (!result.ok) { alertInline(result.body); return; }
+      var text = document.querySelector("[data-composer-text]");
+      var start = text.selectionStart, end = text.selectionEnd;
+      text.value = text.value.slice(0, start) + result.body + text.value.slice(end);
+      document.querySelector("[data-kind-reply]").checked = true;
+      document.querySelector("[data-template-used]").value = select.value;
+      select.value = "";
+      text.focus();
+    });
+  }
+
+  function alertInline(message) {
+    var box = document.querySelector("[data-composer-error]");
+    if (box) { box.textContent = message; box.hidden = false; }
+  }
+
+  // --- Bulk selection ----------------------------------------------------------------------------
+
+  function onPick() {
+    var count = document.querySelectorAll(".ws-pick:checked").length;
+    var bar = document.querySelector("[data-bulk]");
+    if (!bar) return;
+    bar.hidden = count === 0;
+    var label = bar.querySelector("[data-bulk-count]");
+    if (label) label.textContent = String(count);
+    if (count === 0) {
+      var hint = document.querySelector("[data-stale]");
+      if (hint && !hint.hidden) { hint.hidden = true; refresh("#ws-list"); }
+    }
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     connect(0);
+    var template = document.querySelector("[data-template]");
+    if (template) template.addEventListener("change", onTemplate);
+    document.addEventListener("change", function (event) {
+      if (event.target.classList && event.target.classList.contains("ws-pick")) onPick();
+    });
     document.addEventListener("keydown", onKey);
     var text = document.querySelector("[data-composer-text]");
     if (text) text.addEventListener("keydown", onComposerKey);
