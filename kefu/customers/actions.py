@@ -242,3 +242,55 @@ def unmerge_customers(*, merge: CustomerMerge, actor: Agent | None) -> Customer:
     _record_customer_change(moved, old=target.pk, new=source.pk, merge=merge.pk, actor=actor)
     emit("customer.unmerged", source_id=source.pk, target_id=target.pk)
     return source
+
+
+# What an agent may edit about a customer, with the longest value each field holds.
+EDITABLE_FIELDS = {"name": 200, "language": 16, "location": 200, "notes": 10_000}
+MAX_CUSTOMER_TAGS = 50
+
+
+@transaction.atomic
+def update_customer(
+    *, customer: Customer, actor: Agent | None, changes: dict[str, object]
+) -> Customer:
+    """Change a customer's name, language, location, notes and/or tags (a list of names).
+
+    Raises InvalidInput for an unknown field or a value that does not fit (nothing is written),
+    Conflict for a customer merged into another one (edit that one).
+    """
+    customer = Customer.objects.select_for_update().get(pk=customer.pk)
+    if customer.merged_into_id is not None:
+        raise Conflict(f"customer {customer.pk} was merged into customer {customer.merged_into_id}")
+    cleaned = {name: _clean_field(name, value) for name, value in changes.items()}
+    changed = [name for name, value in cleaned.items() if getattr(customer, name) != value]
+    if not changed:
+        return customer
+    for name in changed:
+        setattr(customer, name, cleaned[name])
+    customer.updated_at = timezone.now()
+    customer.save(update_fields=[*changed, "updated_at"])
+    emit(
+        "customer.updated",
+        customer_id=customer.pk,
+        actor_id=actor.pk if actor else None,
+        changes=changed,
+    )
+    return customer
+
+
+def _clean_field(name: str, value: object) -> object:
+    if name == "tags":
+        if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+            raise InvalidInput("tags must be a list of names", field="tags")
+        tags = list(dict.fromkeys(t.strip().lower()[:64] for t in value if t.strip()))
+        if len(tags) > MAX_CUSTOMER_TAGS:
+            raise InvalidInput(f"at most {MAX_CUSTOMER_TAGS} tags", field="tags")
+        return tags
+    if name not in EDITABLE_FIELDS:
+        raise InvalidInput(f"{name} cannot be changed here", field=name)
+    if not isinstance(value, str):
+        raise InvalidInput(f"{name} must be text", field=name)
+    value = value.replace("\x00", "").strip()
+    if len(value) > EDITABLE_FIELDS[name]:
+        raise InvalidInput(f"{name} is longer than {EDITABLE_FIELDS[name]} characters", field=name)
+    return value

@@ -6,8 +6,10 @@ from datetime import datetime
 
 from django.http import HttpRequest
 from ninja import Router, Schema
+from pydantic import ConfigDict
 
 from kefu.accounts.models import Agent
+from kefu.customers import actions
 from kefu.customers.selectors import customer_conversations, get_customer
 
 router = Router(tags=["customers"])
@@ -41,11 +43,34 @@ class CustomerOut(Schema):
     created_at: datetime
 
 
+class CustomerPatch(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = None
+    language: str | None = None
+    location: str | None = None
+    notes: str | None = None
+    tags: list[str] | None = None
+
+
 @router.get("/customers/{customer_id}", response=CustomerOut)
 def customer_detail(request: HttpRequest, customer_id: int):  # type: ignore[no-untyped-def]
     """The customer with their identities and the conversations the caller may see."""
     user: Agent = request.auth  # type: ignore[attr-defined, assignment]
+    return _customer_out(user, get_customer(user, customer_id))
+
+
+@router.patch("/customers/{customer_id}", response=CustomerOut)
+def customer_update(request: HttpRequest, customer_id: int, payload: CustomerPatch):  # type: ignore[no-untyped-def]
+    """Change name, language, location, notes or tags; fields left out stay as they are."""
+    user: Agent = request.auth  # type: ignore[attr-defined, assignment]
     customer = get_customer(user, customer_id)
+    changes = payload.model_dump(exclude_unset=True)
+    customer = actions.update_customer(customer=customer, actor=user, changes=changes)
+    return _customer_out(user, customer)
+
+
+def _customer_out(user: Agent, customer) -> dict:  # type: ignore[no-untyped-def]
     conversations = customer_conversations(user, customer)[:200]
     return {
         "id": customer.pk,

@@ -36,7 +36,9 @@ from kefu.conversations.models import (
 from kefu.conversations.selectors import get_conversation
 from kefu.core.csp import CSP_HEADER, email_frame_policy
 from kefu.core.errors import InvalidInput, KefuError, NotFound
+from kefu.customers import actions as customer_actions
 from kefu.customers.models import Identity
+from kefu.customers.selectors import get_customer
 from kefu.workspace import selectors
 from kefu.workspace.selectors import ListQuery
 
@@ -423,3 +425,23 @@ def _bulk_merge(agent: Agent, rows: list[Conversation]) -> tuple[int, str]:
         except KefuError as error:
             failed = error.message
     return done, failed
+
+
+# --- The customer panel ---------------------------------------------------------------------------
+
+
+@login_required
+@require_POST
+def customer_edit(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    """Edit the conversation's customer from its panel (name, language, location, notes, tags)."""
+    found = _visible(request, conversation_id)
+    customer = get_customer(_agent(request), found.customer_id)
+    changes: dict[str, object] = {
+        name: request.POST.get(name, "") for name in ("name", "language", "location", "notes")
+    }
+    changes["tags"] = request.POST.get("tags", "").replace(",", " ").split()
+    try:
+        customer_actions.update_customer(customer=customer, actor=_agent(request), changes=changes)
+    except KefuError as error:
+        return _failed(request, found, error)
+    return _done(request, found)

@@ -357,3 +357,26 @@ def test_a_deactivated_user_is_refused_once_forgotten(client, agent, api_token):
     agent.save()
     forget_user_tokens(agent)
     assert client.get("/api/v1/inboxes", headers=headers).status_code == 401
+
+
+def test_patch_a_customer_changes_only_the_fields_sent(api, inbox):
+    from kefu.conversations.inbound import InboundMessage
+    from kefu.conversations.pipeline import receive_message
+
+    customer = receive_message(
+        inbox=inbox,
+        message=InboundMessage(
+            external_id="p-1", identities=[("email", "p@example.com")], text="hi"
+        ),
+    ).conversation.customer
+
+    changed = api.patch(
+        f"/api/v1/customers/{customer.pk}", {"notes": "Prefers WhatsApp", "tags": ["VIP"]}
+    )
+    refused = api.patch(f"/api/v1/customers/{customer.pk}", {"email": "new@example.com"})
+
+    assert changed.status_code == 200
+    assert (changed.json()["tags"], changed.json()["name"]) == (["vip"], customer.name)
+    assert refused.status_code == 422
+    customer.refresh_from_db()
+    assert customer.notes == "Prefers WhatsApp" and customer.email == "p@example.com"

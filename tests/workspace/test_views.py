@@ -290,3 +290,36 @@ def test_a_template_renders_in_the_customers_language_and_counts_when_sent(signe
     assert template.usage_count == 1
     assert list(conversation.tags.values_list("name", flat=True)) == ["wismo"]
     assert conversation.messages.filter(direction="outbound").get().text.endswith("(edited)")
+
+
+def test_the_customer_panel_edits_the_customer_through_the_action(signed_in, inbox):
+    conversation = inbound(inbox)
+    response = signed_in.post(
+        f"/c/{conversation.pk}/customer/",
+        {
+            "name": "Ana Ruiz",
+            "language": "es",
+            "location": "Madrid",
+            "notes": "VIP",
+            "tags": "vip, es",
+        },
+    )
+    too_long = signed_in.post(f"/c/{conversation.pk}/customer/", {"name": "x" * 201})
+    customer = conversation.customer
+    customer.refresh_from_db()
+    assert response.status_code == 302 and too_long.status_code == 422
+    assert (customer.name, customer.language, customer.location, customer.notes, customer.tags) == (
+        "Ana Ruiz",
+        "es",
+        "Madrid",
+        "VIP",
+        ["vip", "es"],
+    )
+
+
+def test_an_outsider_cannot_edit_a_customer_through_a_foreign_conversation(client, inbox):
+    conversation = inbound(inbox)
+    client.force_login(AgentFactory())
+    assert client.post(f"/c/{conversation.pk}/customer/", {"name": "hacked"}).status_code == 404
+    conversation.customer.refresh_from_db()
+    assert conversation.customer.name == "Ana"
