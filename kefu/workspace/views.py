@@ -8,6 +8,7 @@ checks as a full page. Every change goes through ``conversations.actions``.
 from __future__ import annotations
 
 from datetime import datetime
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -39,7 +40,9 @@ from kefu.core.errors import InvalidInput, KefuError, NotFound
 from kefu.customers import actions as customer_actions
 from kefu.customers.models import Identity
 from kefu.customers.selectors import get_customer
+from kefu.workspace import actions as workspace_actions
 from kefu.workspace import selectors
+from kefu.workspace.models import SavedFilter
 from kefu.workspace.selectors import ListQuery
 
 
@@ -74,7 +77,31 @@ def _list_context(request: HttpRequest) -> dict:
 def inbox(request: HttpRequest) -> HttpResponse:
     context = _list_context(request)
     context["inboxes"] = selectors.sidebar_inboxes(_agent(request))
+    context["saved_filters"] = list(SavedFilter.objects.filter(agent=_agent(request)))
     return render(request, "workspace/inbox.html", context)
+
+
+@login_required
+@require_POST
+def save_filter(request: HttpRequest) -> HttpResponse:
+    query = ListQuery.from_params(request.POST)
+    try:
+        workspace_actions.save_filter(
+            agent=_agent(request), name=request.POST.get("name", ""), query=query
+        )
+    except KefuError as error:
+        messages.error(request, error.message)
+    return redirect(f"{reverse('workspace:inbox')}?{urlencode(query.params())}")
+
+
+@login_required
+@require_POST
+def delete_filter(request: HttpRequest, filter_id: int) -> HttpResponse:
+    try:
+        workspace_actions.delete_filter(agent=_agent(request), filter_id=filter_id)
+    except NotFound:
+        raise Http404("saved view not found") from None
+    return redirect("workspace:inbox")
 
 
 @login_required

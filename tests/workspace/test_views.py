@@ -323,3 +323,20 @@ def test_an_outsider_cannot_edit_a_customer_through_a_foreign_conversation(clien
     assert client.post(f"/c/{conversation.pk}/customer/", {"name": "hacked"}).status_code == 404
     conversation.customer.refresh_from_db()
     assert conversation.customer.name == "Ana"
+
+
+def test_saved_views_belong_to_their_agent(signed_in, agent, client, inbox):
+    from kefu.workspace.models import SavedFilter
+
+    saved = signed_in.post(
+        "/views/", {"name": "My urgent", "view": "mine", "status": "open", "sort": "waiting"}
+    )
+    page = signed_in.get("/").content.decode()
+    stored = SavedFilter.objects.get()
+
+    assert saved.status_code == 302 and "My urgent" in page
+    assert stored.agent == agent
+    assert stored.params == {"view": "mine", "status": "open", "sort": "waiting"}
+    client.force_login(AgentFactory())
+    assert client.post(f"/views/{stored.pk}/delete/").status_code == 404
+    assert SavedFilter.objects.count() == 1
