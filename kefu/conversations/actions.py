@@ -7,7 +7,7 @@ through ``kefu.conversations.selectors`` (scoped to the acting agent).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime
@@ -17,6 +17,8 @@ from django.db.models import F, Max, Min, Q
 from django.utils import timezone
 
 from kefu.accounts.models import Agent, Role, Team
+from kefu.conversations.attachments import store_inbound_attachments
+from kefu.conversations.inbound import InboundAttachment
 from kefu.conversations.models import (
     ACTIVE_STATUSES,
     AuthorKind,
@@ -136,11 +138,13 @@ def reply(
     status: str | None = None,
     author_kind: str = AuthorKind.AGENT,
     at: datetime | None = None,
+    attachments: Sequence[InboundAttachment] = (),
 ) -> Message:
     """Queue a reply to the customer; a worker delivers it through the inbox's connector.
 
     Clears the waiting clock, records the first response time, and optionally sets ``status``
-    (e.g. pending or solved) in the same transaction.
+    (e.g. pending or solved) in the same transaction. ``attachments`` are stored with it (one
+    over the inbox's size limit is recorded as refused, with the reason).
     """
     body, clean_html = _body(text, html)
     conversation = _locked(conversation)
@@ -158,6 +162,8 @@ def reply(
         delivery_status=DeliveryStatus.QUEUED,
         sent_at=now,
     )
+    if attachments:
+        store_inbound_attachments(message, attachments)
     conversation.last_message_at = now
     conversation.last_message_preview = " ".join(body.split())[:PREVIEW_CHARS]
     conversation.waiting_since = None
@@ -189,7 +195,12 @@ def reply(
 
 @transaction.atomic
 def add_note(
-    *, conversation: Conversation, actor: Agent | None, text: str, at: datetime | None = None
+    *,
+    conversation: Conversation,
+    actor: Agent | None,
+    text: str,
+    at: datetime | None = None,
+    attachments: Sequence[InboundAttachment] = (),
 ) -> Message:
     """An internal note: visible to agents only, never sent. ``@username`` mentions notify.
 
@@ -212,6 +223,8 @@ def add_note(
         delivery_status=DeliveryStatus.SENT,
         sent_at=now,
     )
+    if attachments:
+        store_inbound_attachments(note, attachments)
     Conversation.objects.filter(pk=conversation.pk).update(
         message_count=F("message_count") + 1, updated_at=now
     )

@@ -26,4 +26,5 @@ urlpatterns = [
     path("c/<int:conversation_id>/customer/", views.customer_edit, name="customer_edit"),
     path("merges/<int:merge_id>/undo/", views.unmerge, name="unmerge"),
     path("m/<int:message_id>/html/", views.message_html, name="message_html"),
+    path("a/<int:attachment_id>/", views.attachment, name="attachment"),
 ]

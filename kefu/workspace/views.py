@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
@@ -26,7 +26,10 @@ from kefu.automation import actions as automation_actions
 from kefu.automation import selectors as automation_selectors
 from kefu.automation.models import Template
 from kefu.conversations import actions
+from kefu.conversations.attachments import max_attachment_bytes
+from kefu.conversations.inbound import InboundAttachment
 from kefu.conversations.models import (
+    Attachment,
     Conversation,
     ConversationMerge,
     Direction,
@@ -239,9 +242,12 @@ def _failed(request: HttpRequest, conversation: Conversation, error: KefuError) 
 def reply(request: HttpRequest, conversation_id: int) -> HttpResponse:
     found = _visible(request, conversation_id)
     text = request.POST.get("text", "").strip()
+    files = _uploads(request, found)
     try:
         if request.POST.get("kind") == Direction.NOTE:
-            actions.add_note(conversation=found, actor=_agent(request), text=text)
+            actions.add_note(
+                conversation=found, actor=_agent(request), text=text, attachments=files
+            )
         else:
             template = None
             if request.POST.get("template"):
@@ -251,6 +257,7 @@ def reply(request: HttpRequest, conversation_id: int) -> HttpResponse:
                 actor=_agent(request),
                 text=text,
                 status=request.POST.get("then") or None,
+                attachments=files,
             )
             if template is not None:
                 # Counts the use and applies the template's tags, status and assignment; the
@@ -261,6 +268,52 @@ def reply(request: HttpRequest, conversation_id: int) -> HttpResponse:
     except KefuError as error:
         return _failed(request, found, error)
     return _done(request, found)
+
+
+MAX_FILES = 10
+
+
+def _uploads(request: HttpRequest, conversation: Conversation) -> list[InboundAttachment]:
+    """The composer's files. One over the inbox's limit is kept as a refused record (never read
+    into memory), so the agent sees why it was not attached."""
+    limit = max_attachment_bytes(Message(inbox=conversation.inbox))
+    found = []
+    for upload in request.FILES.getlist("files")[:MAX_FILES]:
+        size = upload.size or 0
+        if size > limit:
+            found.append(
+                InboundAttachment(
+                    filename=upload.name or "attachment",
+                    content_type=upload.content_type or "application/octet-stream",
+                    size=size,
+                    refused_reason=f"larger than the inbox limit of {limit} bytes",
+                )
+            )
+            continue
+        found.append(
+            InboundAttachment(
+                filename=upload.name or "attachment",
+                content_type=upload.content_type or "application/octet-stream",
+                content=upload.read(),
+                size=size,
+            )
+        )
+    return found
+
+
+@login_required
+@require_GET
+def attachment(request: HttpRequest, attachment_id: int) -> FileResponse:
+    """Download one attachment of a conversation the agent may see; always as a download, never
+    rendered by the browser (an HTML or SVG file must not run in kefu's origin)."""
+    record = Attachment.objects.filter(pk=attachment_id).select_related("message").first()
+    if record is None or not record.file:
+        raise Http404("attachment not found")
+    _visible(request, record.message.conversation_id)
+    response = FileResponse(record.file.open("rb"), as_attachment=True, filename=record.filename)
+    response["Content-Type"] = "application/octet-stream"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 @login_required

@@ -340,3 +340,33 @@ def test_saved_views_belong_to_their_agent(signed_in, agent, client, inbox):
     client.force_login(AgentFactory())
     assert client.post(f"/views/{stored.pk}/delete/").status_code == 404
     assert SavedFilter.objects.count() == 1
+
+
+def test_files_attached_in_the_composer_are_stored_and_downloadable_only_in_scope(
+    signed_in, client, inbox, settings, tmp_path
+):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    settings.MEDIA_ROOT = tmp_path
+    inbox.config = {"max_attachment_bytes": 1000}
+    inbox.save()
+    conversation = inbound(inbox)
+    small = SimpleUploadedFile("label.pdf", b"%PDF-1.4 return label", "application/pdf")
+    big = SimpleUploadedFile("photo.jpg", b"x" * 5000, "image/jpeg")
+
+    response = signed_in.post(
+        f"/c/{conversation.pk}/reply/", {"text": "Label attached", "files": [small, big]}
+    )
+
+    assert response.status_code == 302
+    reply = conversation.messages.get(direction="outbound")
+    stored = {a.filename: a for a in reply.attachments.all()}
+    assert stored["label.pdf"].size == 21 and not stored["label.pdf"].refused_reason
+    assert stored["photo.jpg"].refused_reason.startswith("larger than the inbox limit")
+    assert not stored["photo.jpg"].file
+    download = signed_in.get(f"/a/{stored['label.pdf'].pk}/")
+    assert b"".join(download.streaming_content) == b"%PDF-1.4 return label"
+    assert download["Content-Type"] == "application/octet-stream"
+    assert download["Content-Disposition"].startswith("attachment;")
+    client.force_login(AgentFactory())
+    assert client.get(f"/a/{stored['label.pdf'].pk}/").status_code == 404
