@@ -383,7 +383,7 @@ def bulk_insert(model, rows: list[dict]) -> None:  # type: ignore[no-untyped-def
                     copy.write_row([_pg(v) for v in values])
         else:
             marks = ", ".join(["%s"] * len(columns))
-            insert = f"INSERT INTO {table} ({cols}) VALUES ({marks})"  # noqa: S608
+            insert = f"INSERT INTO {table} ({cols}) VALUES ({marks})"
             for start in range(0, len(prepared), 20_000):
                 cursor.executemany(insert, prepared[start : start + 20_000])
 

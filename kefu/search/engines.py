@@ -378,7 +378,11 @@ class PostgresEngine(Engine):
             if newest is None:
                 return []
             found: list[tuple] = []
-            for upper, lexemes in recency_windows(newest):
+            # A prefix builds the whole bitmap of every word it starts whatever the window, so
+            # windows would pay for it once each: one unrestricted query instead (PostgreSQL
+            # then walks the key backwards when the prefix is common, sorts when it is rare).
+            windows = [(newest + 1, "")] if query.has_prefixes else recency_windows(newest)
+            for upper, lexemes in windows:
                 windowed = f"({match}) & ({lexemes})" if lexemes else match
                 params = [windowed, upper, *extra, limit - len(found)]
                 cursor.execute(sql, [match, *params] if ranked else params)
@@ -434,13 +438,19 @@ def recency_windows(newest: int) -> list[tuple[int, str]]:
     """
     windows: list[tuple[int, str]] = []
     upper = newest + 1
+    finer = RECENCY_SHIFTS[0]
     for shift in RECENCY_SHIFTS:
         top = (upper - 1) >> shift
         lower = max(0, (top - 1) << shift)
         if lower == 0:
-            break
+            # The oldest window keeps a restriction too (unrestricted, the index would hand
+            # over every newer match as well, for the table to read and throw away): the
+            # finer level's buckets below ``upper``, at most 8 of them.
+            last = (upper - 1) >> finer
+            windows.append((upper, " | ".join(f"'@{finer}:{b}'" for b in range(last, -1, -1))))
+            return windows
         windows.append((upper, f"'@{shift}:{top}' | '@{shift}:{top - 1}'"))
-        upper = lower
+        upper, finer = lower, shift
     windows.append((upper, ""))
     return windows
 

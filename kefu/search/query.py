@@ -5,9 +5,9 @@ whitespace-separated piece (or "a quoted piece") is one phrase: its terms must a
 each other and in order (``123-1234567-1234567``, ``john@example.com``, ``订单号``); phrases are
 ANDed. Within a phrase:
 
-- the last word of a phrase, when it has three or more characters and is not a number, matches
-  as a prefix: ``refund`` finds ``refunded``, ``طلب`` finds ``طلبات``; other words match whole
-  (no stemming);
+- the last word of the query (the one being typed), when it has three or more characters and
+  is not a number, matches as a prefix: ``refund`` finds ``refunded``, ``طلب`` finds ``طلبات``;
+  other words match whole (no stemming);
 - an unspaced-script run (Chinese, Japanese, Thai...) of two or more characters is the phrase of
   its bigrams; a single character is a prefix term (every bigram starting with it, plus the
   run-final unigram: every occurrence of the character). The run-final unigram stays in the
@@ -67,8 +67,21 @@ def parse(raw: str) -> ParsedQuery:
             phrases.append(phrase)
         position = quoted.end()
     phrases.extend(_chunks(raw[position:].replace('"', " ")))
-    unique = list({tuple(p): p for p in phrases}.values())
+    unique = list({tuple(p): p for p in _finished(phrases)}.values())
     return ParsedQuery(raw=raw, phrases=unique[:MAX_PHRASES])
+
+
+def _finished(phrases: list[list[QueryTerm]]) -> list[list[QueryTerm]]:
+    """Only the query's last word is being typed: the words before it end at a space, so
+    they match whole. (A prefix costs the engines every posting of every word it starts: two
+    common prefixes cost PostgreSQL 20 ms where a word and a prefix cost 3.) A lone CJK
+    character stays a prefix wherever it is: that is how it matches its bigrams."""
+    return [
+        [QueryTerm(t.text, t.prefix and len(t.text) == 1) for t in phrase]
+        if i < len(phrases) - 1
+        else phrase
+        for i, phrase in enumerate(phrases)
+    ]
 
 
 def _chunks(text: str) -> list[list[QueryTerm]]:

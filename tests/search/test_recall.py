@@ -190,7 +190,7 @@ def _tweets(inbox: Inbox, conversations: dict) -> list[tuple[str, str]]:
         received = receive(inbox, key, row["text"], name=f"@{row['author_id']}")
         conversations[key] = received.conversation
         words = sorted(
-            {w for w in re.findall(r"[A-Za-z]{6,}", row["text"])}, key=lambda w: (-len(w), w)
+            {w for w in re.findall(r"\b[A-Za-z]{6,}\b", row["text"])}, key=lambda w: (-len(w), w)
         )
         if len(words) >= 2:
             picked.append((key, f"{words[0]} {words[1]}"))

@@ -107,13 +107,15 @@ def phrases(query: str) -> list[list[tuple[str, bool]]]:
     return [[(t.text, t.prefix) for t in phrase] for phrase in parse(query).phrases]
 
 
-def test_each_word_is_a_phrase_and_long_words_are_prefixes():
+def test_each_word_is_a_phrase_and_only_the_last_one_typed_is_a_prefix():
     assert phrases("Refund late tv 2024") == [
-        [("refund", True)],
-        [("late", True)],
+        [("refund", False)],
+        [("late", False)],
         [("tv", False)],
         [("2024", False)],
     ]
+    assert phrases("refund late") == [[("refund", False)], [("late", True)]]
+    assert phrases("耳 refund") == [[("耳", True)], [("refund", True)]]
 
 
 def test_a_piece_with_separators_is_one_phrase_whose_last_word_may_be_unfinished():
@@ -125,8 +127,12 @@ def test_a_piece_with_separators_is_one_phrase_whose_last_word_may_be_unfinished
 
 def test_quoted_text_is_one_phrase():
     assert phrases('"never arrived" ok') == [
-        [("never", False), ("arrived", True)],
+        [("never", False), ("arrived", False)],
         [("ok", False)],
+    ]
+    assert phrases('ok "never arrived"') == [
+        [("ok", False)],
+        [("never", False), ("arrived", True)],
     ]
 
 
