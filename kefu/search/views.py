@@ -26,7 +26,9 @@ def results(request: HttpRequest) -> HttpResponse:
     """The grouped results for ``q`` and the API's filters (status, inbox, channel, assignee,
     since, until, limit): the fragment for htmx, the page otherwise. A bad filter renders the
     error in place (422)."""
-    context: dict = {"q": request.GET.get("q", "").strip()}
+    q = request.GET.get("q", "").strip()
+    # search_q / search_page: the box's own names, since it is included in other apps' pages.
+    context: dict = {"q": q, "search_q": q, "search_page": True}
     status = 200
     try:
         params = SearchParams(

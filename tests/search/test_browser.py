@@ -92,3 +92,16 @@ def test_keyboard_focus_and_moving_through_the_results(world, live_server, page)
     page.wait_for_selector("#search-results .search-hit", state="detached")
     assert page.input_value("#search-q") == ""
     assert page.problems == []
+
+
+def test_the_box_in_the_workspace_header_leads_to_the_conversation(world, live_server, page):
+    sign_in(page, live_server)
+    page.goto(f"{live_server.url}/")
+    page.keyboard.press("/")
+    page.keyboard.type("never arriv")
+    page.wait_for_selector("#search-results [data-conversation]")
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"**/c/{world['parcel'].pk}/")
+    # The workspace's live socket is not served by the test's WSGI server: its errors aside.
+    assert [p for p in page.problems if "/ws/" not in p and "WebSocket" not in p] == []
