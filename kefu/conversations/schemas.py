@@ -6,10 +6,16 @@ from datetime import datetime
 from typing import Literal
 
 from ninja import Schema
-from pydantic import ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
-class Strict(Schema):
+class Strict(BaseModel):
+    """Request bodies: plain pydantic models, unknown fields refused.
+
+    Not ninja's ``Schema``: its root validator (made for reading ORM objects) runs per object
+    and cost about a fifth of a 500-message batch's CPU; request bodies are always dicts.
+    """
+
     model_config = ConfigDict(extra="forbid")
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from kefu.accounts.models import Agent
 from kefu.conversations.selectors import visible_inbox_ids
-from kefu.workspace.realtime import agent_group, inbox_group
+from kefu.workspace.realtime import agent_group, inbox_group, remember_consumer_loop
 
 
 @database_sync_to_async
@@ -30,6 +32,7 @@ class WorkspaceConsumer(AsyncJsonWebsocketConsumer):
             return
         self.agent_id = user.pk
         self.groups_joined = []
+        remember_consumer_loop(asyncio.get_running_loop())
         await self.accept()
         await self._join()
 
