@@ -17,7 +17,7 @@ from typing import Any
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
-from kefu.accounts.models import Agent
+from kefu.accounts.models import Agent, Team
 from kefu.conversations.models import (
     ACTIVE_STATUSES,
     Conversation,
@@ -43,6 +43,7 @@ class ListQuery:
 
     view: str = "all"
     inbox_id: int | None = None
+    team_id: int | None = None
     status: str = "active"
     sort: str = "activity"
     cursor: str = ""
@@ -53,9 +54,11 @@ class ListQuery:
         sort = params.get("sort", "activity")
         status = params.get("status", "active")
         inbox = params.get("inbox", "")
+        team = params.get("team", "")
         return cls(
             view=view if view in VIEWS else "all",
             inbox_id=int(inbox) if inbox.isdecimal() and len(inbox) < 19 else None,
+            team_id=int(team) if team.isdecimal() and len(team) < 19 else None,
             status=status if status == "active" or status in Status.values else "active",
             sort=sort if sort in SORTS else "activity",
             cursor=params.get("cursor", "")[:200],
@@ -65,6 +68,7 @@ class ListQuery:
         values = {
             "view": self.view,
             "inbox": self.inbox_id or "",
+            "team": self.team_id or "",
             "status": self.status,
             "sort": self.sort,
         }
@@ -111,6 +115,8 @@ def _filtered(agent: Agent, query: ListQuery) -> QuerySet[Conversation]:
         rows = rows.filter(status=query.status)
     if query.inbox_id is not None:
         rows = rows.filter(inbox_id=query.inbox_id)
+    if query.team_id is not None:
+        rows = rows.filter(team_id=query.team_id)
     if query.view == "mine":
         rows = rows.filter(assignee=agent)
     elif query.view == "unassigned":
@@ -171,6 +177,12 @@ def _decode(cursor: str) -> tuple[datetime | None, int] | None:
 
 def sidebar_inboxes(agent: Agent) -> list[Inbox]:
     return list(inboxes_visible_to(agent).filter(is_active=True).order_by("name"))
+
+
+def sidebar_teams(agent: Agent) -> list[Team]:
+    """The agent's teams (every team for admins): the "per team" views."""
+    teams = Team.objects.all() if agent.sees_every_inbox else Team.objects.filter(members=agent)
+    return list(teams.order_by("name"))
 
 
 def timeline(conversation: Conversation) -> list[Message | ConversationEvent]:

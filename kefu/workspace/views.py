@@ -80,6 +80,7 @@ def _list_context(request: HttpRequest) -> dict:
 def inbox(request: HttpRequest) -> HttpResponse:
     context = _list_context(request)
     context["inboxes"] = selectors.sidebar_inboxes(_agent(request))
+    context["teams"] = selectors.sidebar_teams(_agent(request))
     context["saved_filters"] = list(SavedFilter.objects.filter(agent=_agent(request)))
     return render(request, "workspace/inbox.html", context)
 

@@ -370,3 +370,19 @@ def test_files_attached_in_the_composer_are_stored_and_downloadable_only_in_scop
     assert download["Content-Disposition"].startswith("attachment;")
     client.force_login(AgentFactory())
     assert client.get(f"/a/{stored['label.pdf'].pk}/").status_code == 404
+
+
+def test_the_team_view_lists_the_teams_conversations(signed_in, agent, inbox):
+    from kefu.accounts.models import Team
+    from kefu.conversations import actions
+
+    team = Team.objects.create(name="Returns desk")
+    team.members.add(agent)
+    theirs = inbound(inbox, "Return label please", who="r@example.com")
+    inbound(inbox, "Other question", who="o@example.com")
+    actions.assign(conversation=theirs, actor=agent, assignee=None, team=team)
+
+    page = signed_in.get("/", {"view": "all", "team": team.pk}).content.decode()
+
+    assert "Returns desk" in page
+    assert "Return label please" in page and "Other question" not in page
