@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shutil
@@ -147,3 +148,27 @@ def kefu_server(
 
 def temp_var_dir(prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix))
+
+
+def run_child(script: str, engine: str, postgres_url: str, args: list[str], *, prefix: str) -> dict:
+    """Run ``script`` with ``args`` in a fresh kefu (its own var dir; for "postgres" a freshly
+    made database at ``postgres_url``) and return the JSON its last output line holds."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as var_dir:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KEFU_")}
+        env.update(
+            KEFU_VAR_DIR=var_dir,
+            KEFU_LOG_LEVEL="WARNING",
+            DJANGO_SETTINGS_MODULE="kefu.config.settings",
+        )
+        if engine == "postgres":
+            recreate_postgres(postgres_url)
+            env["KEFU_DATABASE_URL"] = postgres_url
+        out = subprocess.run(
+            [sys.executable, script, *args],
+            env=env,
+            cwd=Path(script).resolve().parent.parent,
+            check=True,
+            stdout=subprocess.PIPE,
+            text=True,
+        ).stdout
+        return json.loads(out.strip().splitlines()[-1])

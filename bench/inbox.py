@@ -18,16 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import machine, percentile, recreate_postgres
+from common import machine, percentile, run_child
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/kefu_bench_inbox"
@@ -201,21 +198,9 @@ def child(conversations: int, repeat: int) -> dict:
 
 
 def run_engine(engine: str, conversations: int, repeat: int) -> dict:
-    with tempfile.TemporaryDirectory(prefix="kefu-bench-inbox-") as var_dir:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KEFU_")}
-        env.update(
-            KEFU_VAR_DIR=var_dir,
-            KEFU_LOG_LEVEL="WARNING",
-            DJANGO_SETTINGS_MODULE="kefu.config.settings",
-        )
-        if engine == "postgres":
-            recreate_postgres(POSTGRES_URL)
-            env["KEFU_DATABASE_URL"] = POSTGRES_URL
-        command = [sys.executable, __file__, "--child", str(conversations), "--repeat", str(repeat)]
-        out = subprocess.run(
-            command, env=env, cwd=ROOT, check=True, stdout=subprocess.PIPE, text=True
-        ).stdout
-        return {"engine": engine, **json.loads(out.strip().splitlines()[-1])}
+    args = ["--child", str(conversations), "--repeat", str(repeat)]
+    found = run_child(__file__, engine, POSTGRES_URL, args, prefix="kefu-bench-inbox-")
+    return {"engine": engine, **found}
 
 
 def report(results: list[dict]) -> str:

@@ -21,18 +21,15 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import random
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import DATA, machine, percentile, recreate_postgres
+from common import DATA, machine, percentile, run_child
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/kefu_bench_rules"
@@ -268,25 +265,8 @@ def bench_ingest(setup: dict, texts: list[str], messages: int) -> dict:
 
 
 def run_engine(engine: str, messages: int) -> dict:
-    with tempfile.TemporaryDirectory(prefix="kefu-bench-rules-") as var_dir:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KEFU_")}
-        env.update(
-            KEFU_VAR_DIR=var_dir,
-            KEFU_LOG_LEVEL="WARNING",
-            DJANGO_SETTINGS_MODULE="kefu.config.settings",
-        )
-        if engine == "postgres":
-            recreate_postgres(POSTGRES_URL)
-            env["KEFU_DATABASE_URL"] = POSTGRES_URL
-        out = subprocess.run(
-            [sys.executable, __file__, "--child", engine, "--messages", str(messages)],
-            env=env,
-            cwd=ROOT,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-        return json.loads(out.strip().splitlines()[-1])
+    args = ["--child", engine, "--messages", str(messages)]
+    return run_child(__file__, engine, POSTGRES_URL, args, prefix="kefu-bench-rules-")
 
 
 def report(results: list[dict]) -> str:
