@@ -776,3 +776,71 @@ def advance_dispute(
             data={"action": "dispute_status", **data},
         )
     return dispute
+
+
+# --- what platforms report ----------------------------------------------------------------------
+
+
+@transaction.atomic
+def record_platform_refund(
+    *, order: Order, external_id: str, amount: int, lines: Sequence[RefundLine] = ()
+) -> Refund | None:
+    """A refund made on the platform (its webhook). None when kefu already knows it (kefu made
+    it, or the webhook came twice). Totals stay within what was paid: an amount that would pass
+    it is clamped to what is left and the difference noted on the order timeline."""
+    order = _locked(order)
+    if Refund.objects.filter(order=order, external_id=external_id).exists():
+        return None
+    left = money.refundable(paid=order.total, refunded=order.refunded)
+    applied = min(amount, left)
+    chosen = []
+    by_id = {line.pk: line for line in order.lines.all()}
+    for item in lines:
+        line = by_id.get(item.line_id)
+        if line is None:
+            continue
+        quantity = min(item.quantity, line.quantity - line.refunded_quantity)
+        if quantity > 0:
+            line.refunded_quantity += quantity
+            line.save(update_fields=["refunded_quantity"])
+            chosen.append({"line_id": line.pk, "quantity": quantity})
+    if applied <= 0:
+        _record(order, "refund_ignored", None, on_conversations=False, external_id=external_id)
+        return None
+    refund = Refund.objects.create(
+        order=order,
+        amount=applied,
+        lines=chosen,
+        status=RefundStatus.SUCCEEDED,
+        external_id=external_id,
+        reason="platform",
+    )
+    order.refunded += applied
+    order.payment_status = (
+        PaymentStatus.REFUNDED
+        if order.refunded >= order.total
+        else PaymentStatus.PARTIALLY_REFUNDED
+    )
+    order.save(update_fields=["refunded", "payment_status", "updated_at"])
+    _record(
+        order,
+        "refunded",
+        None,
+        refund_id=refund.pk,
+        amount=applied,
+        amount_display=money.format_money(applied, order.currency),
+        clamped_from=amount if applied != amount else None,
+        source="platform",
+    )
+    return refund
+
+
+@transaction.atomic
+def redact_orders(*, store: Store, external_ids: Sequence[str] | None) -> int:
+    """Erase the personal data of the store's orders (all of them when ``external_ids`` is None):
+    contact fields, address and the raw payload. Amounts and lines stay for the accounts."""
+    orders = Order.objects.filter(store=store)
+    if external_ids is not None:
+        orders = orders.filter(external_id__in=list(external_ids))
+    count = orders.update(email="", phone="", shipping_address={}, raw={}, customer=None)
+    return count

@@ -6,4 +6,6 @@ class CommerceConfig(AppConfig):
     label = "commerce"
 
     def ready(self) -> None:
-        from kefu.commerce import subscribers  # noqa: F401  (registers the subscribers)
+        # Registers the subscribers and the platform gateways.
+        from kefu.commerce import subscribers  # noqa: F401
+        from kefu.commerce.platforms.shopify import client  # noqa: F401

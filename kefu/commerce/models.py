@@ -4,6 +4,8 @@ from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from kefu.core.secrets import EncryptedTextField
+
 
 class Platform(models.TextChoices):
     SHOPIFY = "shopify", "Shopify"
@@ -23,6 +25,15 @@ class Store(models.Model):
     country = models.CharField(max_length=2, default="US")
     timezone = models.CharField(max_length=64, default="UTC")
     created_at = models.DateTimeField(auto_now_add=True)
+    # Platform connection (commerce issue). Secrets are encrypted at rest (kefu.core.secrets).
+    platform_domain = models.CharField(
+        max_length=255, blank=True, help_text="e.g. example.myshopify.com"
+    )
+    api_url = models.URLField(
+        max_length=500, blank=True, help_text="Override of the platform API endpoint"
+    )
+    access_token = EncryptedTextField(blank=True)
+    webhook_secret = EncryptedTextField(blank=True)
 
     def __str__(self) -> str:
         return self.name
@@ -320,4 +331,21 @@ class ConversationOrder(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["conversation", "order"], name="conversation_order"),
+        ]
+
+
+class WebhookDelivery(models.Model):
+    """One platform webhook delivery, keyed by the platform's event id: a repeat is dropped."""
+
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="+")
+    platform = models.CharField(max_length=16)
+    event_id = models.CharField(max_length=128)
+    topic = models.CharField(max_length=64)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["platform", "store", "event_id"], name="webhook_delivery_once"
+            ),
         ]

@@ -37,6 +37,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("automation/", include("kefu.automation.urls")),
     path("search/", include("kefu.search.urls")),
+    path("commerce/", include("kefu.commerce.urls")),
     # The agent workspace owns the root: the inbox is the page agents live in.
     path("", include("kefu.workspace.urls")),
 ]
