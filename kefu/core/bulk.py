@@ -28,9 +28,11 @@ from django.db.models import (
     Field,
     ForeignKey,
     IntegerField,
+    JSONField,
     Model,
     TextField,
 )
+from psycopg.types.json import Jsonb
 
 
 def insert_many(objects: Sequence[Model], *, using: str | None = None) -> None:
@@ -48,9 +50,7 @@ def insert_many(objects: Sequence[Model], *, using: str | None = None) -> None:
         model._default_manager.using(alias).bulk_create(objects)
         return
     fields = _insert_fields(model)
-    for obj in objects:
-        # Copies the pk of related objects saved after this one was built (as bulk_create does).
-        obj._prepare_related_fields_for_save(operation_name="insert_many")  # type: ignore[attr-defined]
+    _copy_related_ids(objects, fields)
     rows = [_row(obj, fields, connection) for obj in objects]
     ids = writer(connection, model, fields, rows)
     for pk, obj in zip(ids, objects, strict=True):
@@ -101,6 +101,24 @@ def _sqlite_rows(
     return ids
 
 
+def _copy_related_ids(objects: Sequence[Model], fields: list[Field]) -> None:
+    """Copy into each foreign key column the id of the related object it holds, saved after it
+    was built (as bulk_create does, without its per-object checks). An unsaved related object
+    is an error, as in Django."""
+    relations = [f for f in fields if f.is_relation and f.many_to_one]
+    for obj in objects:
+        for field in relations:
+            if not field.is_cached(obj):  # type: ignore[attr-defined]
+                continue
+            related = field.get_cached_value(obj)  # type: ignore[attr-defined]
+            if related is None:
+                continue
+            if related.pk is None:
+                raise ValueError(f"insert_many: unsaved related object in {field.name}")
+            if getattr(obj, field.attname) != related.pk:
+                setattr(obj, field.attname, related.pk)
+
+
 def _column(field: Field | None) -> str:
     assert field is not None and field.column is not None
     return field.column
@@ -132,6 +150,8 @@ def _prepared(field: Field, value: Any, connection: Any) -> Any:
         return None
     if isinstance(field, _PLAIN_FIELDS) and isinstance(value, str | int | bool):
         return value
+    if isinstance(field, JSONField) and connection.vendor == "postgresql" and field.encoder is None:
+        return Jsonb(value)
     if isinstance(field, DateTimeField) and value.tzinfo is not None:
         # The general path re-checks awareness and warns; an aware value only needs adapting.
         return connection.ops.adapt_datetimefield_value(value)
