@@ -58,12 +58,25 @@ class CustomerHitOut(Schema):
     exact: bool
 
 
+class OrderHitOut(Schema):
+    id: int
+    number: str = Field(description="as shown to the customer (#1001)")
+    external_id: str = Field(description="the platform's id")
+    store_id: int
+    store: str
+    customer_id: int | None
+    status: str
+    placed_at: datetime
+    summary: str
+    url: str = Field(description="the order's page, or '' where there is none")
+
+
 class SearchOut(Schema):
     query: str
     identifiers: list[IdentifierOut]
     conversations: list[ConversationHitOut]
     customers: list[CustomerHitOut]
-    orders: list[dict]
+    orders: list[OrderHitOut] = Field(description="found by order or tracking number")
     more: bool = Field(description="more conversations matched than were returned")
 
 
@@ -141,7 +154,7 @@ def _conversation(hit: service.ConversationHit) -> dict:
 
 @router.get("/search", response=SearchOut)
 def search(request: HttpRequest, params: Query[SearchParams]):  # type: ignore[no-untyped-def]
-    """Conversations and customers (orders once the store is connected) matching ``q``.
+    """Conversations, customers and orders matching ``q``.
 
     Exact identifiers first (conversation number, email, phone in any format, order numbers),
     then full text ranked by relevance and recency; only what the caller may see, counts

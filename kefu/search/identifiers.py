@@ -8,8 +8,8 @@ answering with exact hits the agent may see:
 - a phone number in any format (``+86 138 0013 8000``, ``(415) 555-2671``, ``0044 20 7946
   0958``): the customers owning it, compared in E.164 (``kefu.customers.identities``);
 - order numbers (``#1001``, ``1001``, Amazon ``123-1234567-1234567``) and tracking numbers:
-  resolvers registered by the commerce app (:func:`register`); until then the full text finds
-  them as terms of the messages that mention them.
+  the resolver in :mod:`kefu.search.orders` (added with :func:`register`); the full text also
+  finds them as terms of the messages that mention them.
 
 Resolvers get the agent and must scope what they return themselves (selectors); the service
 re-checks conversations and customers through the selectors anyway.
@@ -63,7 +63,7 @@ _SEPARATORS = re.compile(r"[\s\-]+")
 
 
 def register(resolver: Resolver) -> Resolver:
-    """Add an exact-lookup resolver (the commerce app registers orders and shipments).
+    """Add an exact-lookup resolver (``kefu.search.orders`` adds orders and shipments).
 
     ``resolver(query, identifiers, agent, hits)`` appends what it finds to ``hits``; it is
     called for every query that looks like an identifier (see :func:`classify`).

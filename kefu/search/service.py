@@ -5,7 +5,7 @@ Order of work for ``search(agent=..., q=...)``:
 1. scope: the agent's inboxes (``kefu.conversations.selectors``), narrowed by the inbox and
    channel filters. An agent without inboxes gets nothing, without a query being run;
 2. exact lookups (:mod:`kefu.search.identifiers`): conversation numbers, emails, phones, and
-   whatever the commerce app registers (orders, tracking numbers);
+   order and tracking numbers (:mod:`kefu.search.orders`, through the commerce selectors);
 3. full text: the newest ``CANDIDATES`` matching messages within the scope and filters, each
    scored by relevance (bm25 / ts_rank, scaled to the best candidate) and recency, grouped by
    conversation (a conversation scores its best message);
