@@ -137,6 +137,10 @@ class OrderLine(models.Model):
     def line_total(self) -> int:
         return self.unit_price * self.quantity
 
+    @property
+    def refundable_quantity(self) -> int:
+        return self.quantity - self.refunded_quantity
+
 
 class ShipmentStatus(models.TextChoices):
     LABEL_CREATED = "label_created", _("Label created")
@@ -250,6 +254,11 @@ class ReturnRequest(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    @property
+    def next_statuses(self) -> list[tuple[str, str]]:
+        allowed = RETURN_TRANSITIONS.get(self.status, frozenset())
+        return [(value, str(label)) for value, label in ReturnStatus.choices if value in allowed]
 
 
 class DisputeKind(models.TextChoices):
