@@ -1,4 +1,6 @@
-"""The agent's websocket: joins the groups of the inboxes the agent may see, forwards pushes."""
+"""The agent's websocket: joins the groups of the inboxes the agent may see, forwards pushes,
+and carries presence on a conversation ("Ada is viewing", "Ada is typing") between the agents
+who have it open: the collision warning."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from kefu.accounts.models import Agent
-from kefu.conversations.selectors import visible_inbox_ids
+from kefu.conversations.selectors import conversations_visible_to, visible_inbox_ids
 from kefu.workspace.realtime import agent_group, inbox_group, remember_consumer_loop
 
 
@@ -20,10 +22,30 @@ def _inbox_groups(agent_id: int) -> list[str]:
     return [inbox_group(i) for i in visible_inbox_ids(agent)]
 
 
+@database_sync_to_async
+def _may_see(agent_id: int, conversation_id: int) -> str | None:
+    """The agent's display name when they may see the conversation; None otherwise."""
+    agent = Agent.objects.filter(pk=agent_id, is_active=True).first()
+    if agent is None or not conversations_visible_to(agent).filter(pk=conversation_id).exists():
+        return None
+    return agent.name
+
+
+def conversation_group(conversation_id: int) -> str:
+    return f"ws.conversation.{conversation_id}"
+
+
+PRESENCE_STATES = ("viewing", "typing", "left")
+
+
 class WorkspaceConsumer(AsyncJsonWebsocketConsumer):
-    """Server to browser only: anything the browser sends is ignored."""
+    """Pushes go server to browser. The browser may only say which conversation it shows and
+    whether the agent is typing there ({"type": "presence", "id": 42, "state": "typing"}); a
+    conversation the agent may not see is ignored, like anything else it sends."""
 
     groups_joined: list[str]
+    watching: int | None = None
+    display_name: str = ""
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -45,11 +67,62 @@ class WorkspaceConsumer(AsyncJsonWebsocketConsumer):
         self.groups_joined = wanted
 
     async def disconnect(self, code: int) -> None:
+        if self.watching is not None:
+            await self._announce("left")
+            await self.channel_layer.group_discard(
+                conversation_group(self.watching), self.channel_name
+            )
         for group in getattr(self, "groups_joined", []):
             await self.channel_layer.group_discard(group, self.channel_name)
 
     async def receive_json(self, content: object, **kwargs: object) -> None:
-        return None
+        if not isinstance(content, dict) or content.get("type") != "presence":
+            return
+        conversation_id, state = content.get("id"), content.get("state")
+        if not isinstance(conversation_id, int) or state not in PRESENCE_STATES:
+            return
+        if conversation_id != self.watching and not await self._watch(conversation_id):
+            return
+        await self._announce(str(state))
+
+    async def _watch(self, conversation_id: int) -> bool:
+        name = await _may_see(self.agent_id, conversation_id)
+        if name is None:
+            return False
+        if self.watching is not None:
+            await self._announce("left")
+            await self.channel_layer.group_discard(
+                conversation_group(self.watching), self.channel_name
+            )
+        self.watching, self.display_name = conversation_id, name
+        await self.channel_layer.group_add(conversation_group(conversation_id), self.channel_name)
+        return True
+
+    async def _announce(self, state: str) -> None:
+        assert self.watching is not None
+        await self.channel_layer.group_send(
+            conversation_group(self.watching),
+            {
+                "type": "presence",
+                "id": self.watching,
+                "agent_id": self.agent_id,
+                "agent": self.display_name,
+                "state": state,
+            },
+        )
+
+    async def presence(self, message: dict) -> None:
+        if message["agent_id"] == self.agent_id:
+            return  # one's own presence is no collision
+        await self.send_json(
+            {
+                "type": "presence",
+                "id": message["id"],
+                "agent_id": message["agent_id"],
+                "agent": message["agent"],
+                "state": message["state"],
+            }
+        )
 
     async def push(self, message: dict) -> None:
         await self.send_json(message["event"])

@@ -167,3 +167,19 @@ def test_a_script_payload_in_text_or_html_never_runs(asgi_server, team, browser)
 
     assert not [p for p in page.problems if p.startswith("dialog")]
     assert page.locator(".ws-inbound .ws-text").first.inner_text().startswith("<script>")
+
+
+def test_a_colleague_typing_in_the_same_conversation_is_shown(asgi_server, team, browser):
+    conversation_id = submit(asgi_server, team, "e2e-6", "Is this in stock?")["conversation_id"]
+    ada, bea = quiet(watched_page(browser)), quiet(watched_page(browser))
+    for page, name in ((ada, "ada"), (bea, "bea")):
+        sign_in(page, asgi_server.url, name, PASSWORD)
+        page.goto(f"{asgi_server.url}/c/{conversation_id}/")
+        page.wait_for_selector("html[data-live=on]")
+
+    ada.fill("[data-composer-text]", "Yes, we have")
+
+    bea.wait_for_selector(
+        "[data-presence]:has-text('Ada is typing a reply')", timeout=LIVE_WITHIN_MS
+    )
+    assert ada.problems == [] and bea.problems == []

@@ -16,6 +16,7 @@ from kefu.accounts.models import Role
 from kefu.config.routing import websocket_urlpatterns
 from kefu.conversations import actions
 from kefu.conversations.inbound import InboundMessage
+from kefu.conversations.models import InboxMembership
 from kefu.conversations.pipeline import receive_message
 from tests.factories import AgentFactory, InboxFactory
 
@@ -38,6 +39,9 @@ class WebsocketCommunicator(ApplicationCommunicator):
         if answer["type"] == "websocket.close":
             return False, answer.get("code")
         return True, None
+
+    async def send_json_to(self, data: dict) -> None:
+        await self.send_input({"type": "websocket.receive", "text": json.dumps(data)})
 
     async def receive_json_from(self, timeout: float = 1) -> dict:
         answer = await self.receive_output(timeout)
@@ -136,3 +140,41 @@ def test_access_granted_or_removed_takes_effect_on_an_open_socket(transactional_
     assert {"type": "access.changed"} in first
     assert {"type": "conversation.created", "id": pk} in granted
     assert removed == []
+
+
+def presence(events: list[dict]) -> list[dict]:
+    return [e for e in events if e["type"] == "presence"]
+
+
+def test_presence_reaches_colleagues_on_the_same_conversation_and_no_outsider(agent, inbox):
+    colleague = AgentFactory(display_name="Bea")
+    InboxMembership.objects.create(inbox=inbox, agent=colleague)
+    outsider = AgentFactory(display_name="Eve")
+    conversation = write(inbox)
+
+    async def scenario():
+        ada, bea, eve = await connect(agent), await connect(colleague), await connect(outsider)
+        await bea.send_json_to({"type": "presence", "id": conversation.pk, "state": "viewing"})
+        await received(bea, timeout=0.3)
+        # An outsider naming the conversation is ignored: it joins nothing, tells nobody
+        await eve.send_json_to({"type": "presence", "id": conversation.pk, "state": "viewing"})
+        await ada.send_json_to({"type": "presence", "id": conversation.pk, "state": "typing"})
+        heard_by_bea = presence(await received(bea))
+        heard_by_ada = presence(await received(ada, timeout=0.3))
+        heard_by_eve = presence(await received(eve, timeout=0.3))
+        for socket in (ada, bea, eve):
+            await socket.disconnect()
+        return heard_by_bea, heard_by_ada, heard_by_eve
+
+    heard_by_bea, heard_by_ada, heard_by_eve = asyncio.run(scenario())
+    assert heard_by_bea == [
+        {
+            "type": "presence",
+            "id": conversation.pk,
+            "agent_id": agent.pk,
+            "agent": agent.name,
+            "state": "typing",
+        }
+    ]
+    assert heard_by_ada == []  # Bea announced before Ada was watching; no echo of one's own
+    assert heard_by_eve == []

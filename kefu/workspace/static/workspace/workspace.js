@@ -34,21 +34,69 @@
     document.dispatchEvent(new CustomEvent("kefu:push", { detail: event }));
   }
 
+  // --- Presence: who else has this conversation open, who is typing (the collision warning) ------
+
+  var PRESENCE_EVERY = 10000; // re-announce "viewing"; others forget us after 3 silent periods
+  var TYPING_EVERY = 3000;    // at most one "typing" per 3 s
+  var socket = null;
+  var others = {};            // agent id -> {name, state, at}
+  var lastTyping = 0;
+
+  function conversationId() {
+    var page = document.querySelector("[data-conversation-page]");
+    return page ? parseInt(page.getAttribute("data-conversation-page"), 10) : null;
+  }
+
+  function announce(state) {
+    var id = conversationId();
+    if (id === null || !socket || socket.readyState !== 1) return;
+    socket.send(JSON.stringify({ type: "presence", id: id, state: state }));
+  }
+
+  function showPresence() {
+    var box = document.querySelector("[data-presence]");
+    if (!box) return;
+    var now = Date.now(), lines = [];
+    Object.keys(others).forEach(function (key) {
+      var other = others[key];
+      if (other.state === "left" || now - other.at > 3 * PRESENCE_EVERY) { delete others[key]; return; }
+      var typing = other.state === "typing" && now - other.at < 2 * TYPING_EVERY;
+      lines.push((typing ? box.getAttribute("data-typing") : box.getAttribute("data-viewing")).replace("{name}", other.name));
+    });
+    box.textContent = lines.join(" · ");
+    box.hidden = lines.length === 0;
+  }
+
+  function onPresence(event) {
+    if (event.id !== conversationId()) return;
+    others[event.agent_id] = { name: event.agent, state: event.state, at: Date.now() };
+    showPresence();
+  }
+
+  function onTyping() {
+    var now = Date.now();
+    if (now - lastTyping < TYPING_EVERY) return;
+    lastTyping = now;
+    announce("typing");
+  }
+
   function connect(attempt) {
     var header = document.querySelector("[data-socket]");
     if (!header || !window.WebSocket) return;
     var scheme = location.protocol === "https:" ? "wss://" : "ws://";
-    var socket = new WebSocket(scheme + location.host + header.getAttribute("data-socket"));
+    socket = new WebSocket(scheme + location.host + header.getAttribute("data-socket"));
     var state = document.querySelector("[data-live-state]");
     socket.onopen = function () {
       attempt = 0;
       if (state) state.classList.add("ws-live-on");
       document.documentElement.setAttribute("data-live", "on");
+      announce("viewing");
     };
     socket.onmessage = function (message) {
       var event;
       try { event = JSON.parse(message.data); } catch (e) { return; }
       if (event.type === "access.changed") { refresh("#ws-list"); return; }
+      if (event.type === "presence") { onPresence(event); return; }
       if (typeof event.id === "number") onPush(event);
     };
     socket.onclose = function (close) {
@@ -171,7 +219,14 @@
     });
     document.addEventListener("keydown", onKey);
     var text = document.querySelector("[data-composer-text]");
-    if (text) text.addEventListener("keydown", onComposerKey);
+    if (text) {
+      text.addEventListener("keydown", onComposerKey);
+      text.addEventListener("input", onTyping);
+    }
+    if (conversationId() !== null) {
+      setInterval(function () { announce("viewing"); showPresence(); }, PRESENCE_EVERY);
+      window.addEventListener("pagehide", function () { announce("left"); });
+    }
     var open = document.querySelector("[data-help-open]");
     if (open) open.addEventListener("click", function () { document.querySelector("[data-help]").showModal(); });
   });
