@@ -12,6 +12,7 @@ from ninja.errors import AuthenticationError, ValidationError
 
 from kefu.accounts.auth import SessionOrTokenAuth
 from kefu.automation.api import router as automation_router
+from kefu.commerce.api import router as commerce_router
 from kefu.conversations.api import router as conversations_router
 from kefu.core.errors import KefuError
 from kefu.customers.api import router as customers_router
@@ -30,6 +31,7 @@ api.add_router("", conversations_router)
 api.add_router("", customers_router)
 api.add_router("", automation_router)
 api.add_router("", search_router)
+api.add_router("", commerce_router)
 
 
 @api.exception_handler(KefuError)

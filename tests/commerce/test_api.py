@@ -1,0 +1,65 @@
+"""The orders REST API: scoped reads, refunds (limit and approval status), cancel."""
+
+from __future__ import annotations
+
+import pytest
+
+from kefu.accounts.actions import create_token
+from kefu.commerce.models import OrderStatus, RefundStatus
+from tests.commerce.conftest import make_order
+from tests.factories import ConversationFactory, StoreFactory
+
+
+@pytest.fixture
+def api(client, agent):
+    headers = {"Authorization": f"Bearer {create_token(user=agent, name='t')[1]}"}
+
+    class Api:
+        def get(self, path):
+            return client.get(f"/api/v1{path}", headers=headers)
+
+        def post(self, path, body):
+            return client.post(f"/api/v1{path}", body, content_type="application/json",
+                               headers=headers)  # fmt: skip
+
+    return Api()
+
+
+def test_list_and_detail_are_scoped(api, shop, inbox):
+    order = make_order(shop, number="#1001")
+    foreign = make_order(StoreFactory(), email="other@example.com")
+    listed = api.get(f"/customers/{order.customer_id}/orders").json()
+    assert [(o["number"], o["total"], o["total_display"]) for o in listed] == [
+        ("#1001", 11000, "110.00 USD")
+    ]
+    assert [line["sku"] for line in listed[0]["lines"]] == ["MUG-B", "POT-1"]
+    assert api.get(f"/orders/{order.pk}").status_code == 200
+    assert api.get(f"/orders/{foreign.pk}").status_code == 404
+    assert api.get(f"/customers/{foreign.customer_id}/orders").json() == []
+
+
+def test_refund_lines_then_above_the_limit(api, shop, inbox):
+    order = make_order(shop)
+    conversation = ConversationFactory(inbox=inbox, customer=order.customer)
+    mug = order.lines.get(sku="MUG-B")
+    answer = api.post(f"/orders/{order.pk}/refunds", {
+        "lines": [{"line_id": mug.pk, "quantity": 2}], "conversation_id": conversation.pk,
+    })  # fmt: skip
+    assert answer.status_code == 201
+    assert (answer.json()["amount"], answer.json()["status"]) == (6000, RefundStatus.SUCCEEDED)
+    # 50.00 left; the agent's limit is 100.00, so a second order's full refund waits.
+    big = make_order(shop)
+    pending = api.post(f"/orders/{big.pk}/refunds", {}).json()
+    assert (pending["amount_display"], pending["status"]) == ("110.00 USD", "pending_approval")
+    too_much = api.post(f"/orders/{order.pk}/refunds", {"amount": 5001})
+    assert too_much.status_code == 422
+    assert "exceeds the 5000 still refundable" in too_much.json()["detail"]
+    assert api.post(f"/orders/{order.pk}/refunds", {"amount": 1.5}).status_code == 422
+
+
+def test_cancel_and_cancel_again(api, shop):
+    order = make_order(shop)
+    answer = api.post(f"/orders/{order.pk}/cancel", {"reason": "asked"})
+    assert answer.json()["status"] == OrderStatus.CANCELLED
+    again = api.post(f"/orders/{order.pk}/cancel", {})
+    assert (again.status_code, again.json()["detail"]) == (409, "the order is already cancelled")
