@@ -94,6 +94,14 @@ class Engine:
     def document_placeholder(self) -> str:
         return "%s"
 
+    def write_messages(self, cursor: Any, rows: list[tuple], *, replace: bool) -> None:
+        """Upsert (message_id, conversation_id, inbox_id, sent_at, document) ``rows``."""
+        cursor.executemany(self.upsert_messages_sql(replace=replace), rows)
+
+    def write_customers(self, cursor: Any, rows: list[tuple]) -> None:
+        """Upsert (customer_id, document, source_updated_at) ``rows``."""
+        cursor.executemany(self.upsert_customers_sql(), rows)
+
     def upsert_messages_sql(self, *, replace: bool) -> str:
         """INSERT of (message_id, conversation_id, inbox_id, sent_at, document) rows.
 
@@ -291,6 +299,25 @@ class PostgresEngine(Engine):
 
     def document_placeholder(self) -> str:
         return "%s::tsvector"
+
+    # One statement per batch, its columns as arrays: executemany sends and plans a statement
+    # per row (measured: 145 µs a message in-process, half of it in the driver).
+    def write_messages(self, cursor: Any, rows: list[tuple], *, replace: bool) -> None:
+        rows = list({row[0]: row for row in rows}.values())  # one upsert may touch a row once
+        values = (
+            "SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], "
+            "%s::timestamptz[], %s::text[]::tsvector[])"
+        )
+        sql = self.upsert_messages_sql(replace=replace).replace(
+            "VALUES (%s, %s, %s, %s, %s::tsvector)", values
+        )
+        cursor.execute(sql, [list(column) for column in zip(*rows, strict=True)])
+
+    def write_customers(self, cursor: Any, rows: list[tuple]) -> None:
+        rows = list({row[0]: row for row in rows}.values())
+        values = "SELECT * FROM unnest(%s::bigint[], %s::text[]::tsvector[], %s::timestamptz[])"
+        sql = self.upsert_customers_sql().replace("VALUES (%s, %s::tsvector, %s)", values)
+        cursor.execute(sql, [list(column) for column in zip(*rows, strict=True)])
 
     def encode(self, terms: list[str], key: int) -> str:
         # A tsvector literal: the terms are letters, digits and marks only, so quoting them

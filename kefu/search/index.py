@@ -101,9 +101,9 @@ def _customer_row(engine: Engine, pk: int, name: str, email: str, phone: str,
 def _write(engine: Engine, messages: list[tuple], customers: list[tuple], *, replace: bool) -> None:
     with connection.cursor() as cursor:
         if messages:
-            cursor.executemany(engine.upsert_messages_sql(replace=replace), messages)
+            engine.write_messages(cursor, messages, replace=replace)
         if customers:
-            cursor.executemany(engine.upsert_customers_sql(), customers)
+            engine.write_customers(cursor, customers)
 
 
 # --- in the writer's transaction ----------------------------------------------------------
