@@ -29,6 +29,9 @@ from kefu.conversations.models import Conversation
 from kefu.conversations.selectors import get_conversation
 from kefu.core.errors import InvalidInput, KefuError, NotFound
 
+PANEL_ORDERS = 25
+FULL_ORDERS = 3
+
 
 def _agent(request: HttpRequest) -> Agent:
     return request.user  # type: ignore[return-value]
@@ -49,18 +52,28 @@ def _conversation(request: HttpRequest) -> Conversation | None:
 def customer_panel(request: HttpRequest, customer_id: int) -> HttpResponse:
     agent = _agent(request)
     conversation = _conversation(request)
-    orders = selectors.orders_for_customer(agent, customer_id)
+    orders = selectors.orders_for_customer(agent, customer_id, limit=PANEL_ORDERS + 1)
+    more = len(orders) > PANEL_ORDERS
+    orders = orders[:PANEL_ORDERS]
     linked: set[int] = set()
     if conversation is not None:
         linked = set(conversation.order_links.values_list("order_id", flat=True))
-    # Orders named in the conversation first, then the most recent.
+    # Orders named in the conversation first, then the most recent. Those and the one asked
+    # for (?order=) show in full with their actions; the rest as one line each, so a customer
+    # with hundreds of orders stays fast to render.
     orders.sort(key=lambda o: o.pk not in linked)
+    asked = request.GET.get("order", "")
+    full = {o.pk for o in orders[:FULL_ORDERS]} | linked
+    if asked.isdigit():
+        full.add(int(asked))
     limit = actions.refund_limit(agent, orders[0].currency) if orders else None
     return render(
         request,
         "commerce/partials/customer_panel.html",
         {
             "orders": orders,
+            "more": more,
+            "full": full,
             "linked": linked,
             "conversation": conversation,
             "can_approve": agent.is_superuser or agent.role in (Role.LEAD, Role.ADMIN),

@@ -157,3 +157,17 @@ def test_signed_out_people_sign_in_and_outsiders_see_nothing(client, scene):
     assert panel(client, order, conversation).status_code == 404  # the conversation is hidden
     url = reverse("commerce:customer_panel", kwargs={"customer_id": order.customer_id})
     assert "No orders" in client.get(url).content.decode()
+
+
+def test_many_orders_render_compact_beyond_the_first_few(client, agent, shop, inbox):
+    orders = [make_order(shop) for _ in range(30)]
+    conversation = ConversationFactory(inbox=inbox, customer=orders[0].customer)
+    client.force_login(agent)
+    html = panel(client, orders[0], conversation).content.decode()
+    assert html.count('class="cm-order') == 25
+    assert "The 25 most recent orders." in html
+    assert html.count("cm-compact") == 22  # three in full
+    oldest_shown = orders[5]
+    url = reverse("commerce:customer_panel", kwargs={"customer_id": oldest_shown.customer_id})
+    expanded = client.get(url, {"conversation": conversation.pk, "order": oldest_shown.pk})
+    assert expanded.content.decode().count("cm-compact") == 21

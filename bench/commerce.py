@@ -1,0 +1,191 @@
+"""Commerce: Shopify webhook ingestion rate and the order panel's server time (issue: commerce).
+
+In a fresh kefu (SQLite and/or a freshly made PostgreSQL database), in process through Django's
+test client (the whole view: middleware, HMAC check, dedupe row, parse, upsert in one
+transaction):
+
+1. **webhook ingestion**: ``--webhooks`` signed ``orders/updated`` deliveries (distinct event
+   ids) spread over ``--orders`` orders of one Shopify store, each with two lines; orders per
+   second, after a warm-up creating the orders.
+2. **panel**: one customer holding ``--customer-orders`` orders (two lines and a shipment with
+   three tracking events each) with a conversation naming one of them; p50/p95 of the commerce
+   panel fragment (the 50 most recent orders, rendered) and of the workspace conversation page.
+
+Usage: python bench/commerce.py [--engines sqlite,postgres] [--webhooks 2000] [--orders 200]
+       [--customer-orders 200] [--repeat 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import hmac
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import load_average, machine, percentile, run_child
+
+POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/kefu_bench_commerce2"
+SECRET = "bench-secret"  # noqa: S105 (signs the benchmark's own webhooks)
+
+
+def order_payload(n: int, version: int) -> dict:
+    return {
+        "id": 10_000 + n,
+        "name": f"#{1000 + n}",
+        "order_number": 1000 + n,
+        "email": f"buyer{n % 50}@example.com",
+        "currency": "USD",
+        "created_at": "2026-11-01T12:00:00Z",
+        "subtotal_price": "110.00",
+        "total_tax": "0.00",
+        "total_price": "110.00",
+        "financial_status": "paid",
+        "fulfillment_status": None if version % 2 else "partial",
+        "note": f"v{version}",
+        "line_items": [
+            {"id": 20_000 + 2 * n, "sku": "MUG", "title": "Mug", "quantity": 2, "price": "30.00"},
+            {"id": 20_001 + 2 * n, "sku": "POT", "title": "Pot", "quantity": 1, "price": "50.00"},
+        ],
+    }
+
+
+def post(client, store_id: int, payload: dict, event_id: str) -> None:
+    body = json.dumps(payload).encode()
+    signature = base64.b64encode(hmac.new(SECRET.encode(), body, hashlib.sha256).digest())
+    response = client.post(
+        f"/commerce/webhooks/shopify/{store_id}",
+        body,
+        content_type="application/json",
+        headers={
+            "X-Shopify-Topic": "orders/updated",
+            "X-Shopify-Hmac-Sha256": signature.decode(),
+            "X-Shopify-Event-Id": event_id,
+        },
+    )
+    assert response.status_code == 200, response.content
+
+
+def ingest(client, store_id: int, webhooks: int, orders: int) -> dict:
+    for n in range(orders):  # warm-up: create every order once
+        post(client, store_id, order_payload(n, 0), f"warm-{n}")
+    started = time.perf_counter()
+    for i in range(webhooks):
+        post(client, store_id, order_payload(i % orders, i + 1), f"e-{i}")
+    seconds = time.perf_counter() - started
+    return {"webhooks": webhooks, "per_second": round(webhooks / seconds, 1)}
+
+
+def seed_customer(orders: int) -> tuple[int, int, int]:
+    from datetime import UTC, datetime, timedelta
+
+    from kefu.accounts.models import Agent, Role
+    from kefu.commerce import actions
+    from kefu.commerce.models import Store
+    from kefu.conversations.models import Conversation, Inbox, InboxMembership
+
+    store = Store.objects.create(name="Panel shop", currency="USD")
+    inbox = Inbox.objects.create(name="Panel", kind="api", store=store)
+    agent = Agent.objects.create(username="bench-agent", role=Role.AGENT)
+    InboxMembership.objects.create(inbox=inbox, agent=agent)
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    for n in range(orders):
+        order, _ = actions.upsert_order(
+            store=store,
+            data=actions.OrderData(
+                external_id=f"p-{n}", number=f"#P{n}", currency="USD", total=11000,
+                subtotal=11000, placed_at=start + timedelta(days=n), email="panel@example.com",
+                payment_status="paid",
+                lines=[actions.LineData(title="Mug", quantity=2, unit_price=3000,
+                                        external_id=f"pl-{n}a"),
+                       actions.LineData(title="Pot", quantity=1, unit_price=5000,
+                                        external_id=f"pl-{n}b")],
+            ),
+        )  # fmt: skip
+        actions.upsert_shipment(
+            order=order, external_id=f"s-{n}", carrier="ups",
+            tracking_number="1Z999AA10123456784", status="in_transit",
+            events=[{"at": f"2026-11-0{d}T10:00:00Z", "status": "in_transit",
+                     "location": "Louisville"} for d in (1, 2, 3)],
+        )  # fmt: skip
+    customer_id = order.customer_id
+    conversation = Conversation.objects.create(
+        inbox=inbox, customer_id=customer_id, store=store, last_message_at=start
+    )
+    actions.link_order(conversation=conversation, order=order, actor=None)
+    return agent.pk, customer_id, conversation.pk
+
+
+def timed(client, path: str, repeat: int) -> dict:
+    client.get(path)
+    samples = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        response = client.get(path)
+        samples.append((time.perf_counter() - started) * 1000)
+        assert response.status_code == 200, (path, response.status_code)
+    return {
+        "p50_ms": round(percentile(samples, 50), 1),
+        "p95_ms": round(percentile(samples, 95), 1),
+    }
+
+
+def child(webhooks: int, orders: int, customer_orders: int, repeat: int) -> dict:
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.test import Client
+
+    from kefu.accounts.models import Agent
+    from kefu.commerce.models import Store
+
+    call_command("migrate", verbosity=0)
+    store = Store.objects.create(name="Hooks", platform="shopify", webhook_secret=SECRET)
+    client = Client(HTTP_HOST="127.0.0.1")
+    results: dict = {"ingest": ingest(client, store.pk, webhooks, orders)}
+    agent_id, customer_id, conversation_id = seed_customer(customer_orders)
+    client.force_login(Agent.objects.get(pk=agent_id))
+    panel = f"/commerce/customers/{customer_id}/panel?conversation={conversation_id}"
+    results["panel"] = timed(client, panel, repeat)
+    results["conversation view"] = timed(client, f"/c/{conversation_id}/", repeat)
+    results["customer_orders"] = customer_orders
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--engines", default="sqlite,postgres")
+    parser.add_argument("--webhooks", type=int, default=2000)
+    parser.add_argument("--orders", type=int, default=200)
+    parser.add_argument("--customer-orders", type=int, default=200)
+    parser.add_argument("--repeat", type=int, default=40)
+    parser.add_argument("--child", action="store_true")
+    args = parser.parse_args()
+    if args.child:
+        found = child(args.webhooks, args.orders, args.customer_orders, args.repeat)
+        print(json.dumps(found))
+        return
+    passed = ["--child", "--webhooks", str(args.webhooks), "--orders", str(args.orders)]
+    passed += ["--customer-orders", str(args.customer_orders), "--repeat", str(args.repeat)]
+    print(f"Machine: {machine()}; load average {load_average()} at start\n")
+    print(
+        "| engine | webhooks/s (orders/updated) | panel p50 / p95 | conversation view p50 / p95 |"
+    )
+    print("| --- | --- | --- | --- |")
+    for engine in args.engines.split(","):
+        r = run_child(__file__, engine, POSTGRES_URL, passed, prefix="kefu-bench-commerce-")
+        print(
+            f"| {engine} | {r['ingest']['per_second']} ({r['ingest']['webhooks']}) "
+            f"| {r['panel']['p50_ms']} / {r['panel']['p95_ms']} ms "
+            f"| {r['conversation view']['p50_ms']} / {r['conversation view']['p95_ms']} ms |"
+        )
+
+
+if __name__ == "__main__":
+    main()
