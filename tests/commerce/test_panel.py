@@ -164,7 +164,7 @@ def test_many_orders_render_compact_beyond_the_first_few(client, agent, shop, in
     conversation = ConversationFactory(inbox=inbox, customer=orders[0].customer)
     client.force_login(agent)
     html = panel(client, orders[0], conversation).content.decode()
-    assert html.count('class="cm-order') == 25
+    assert html.count('id="order-') == 25
     assert "The 25 most recent orders." in html
     assert html.count("cm-compact") == 22  # three in full
     oldest_shown = orders[5]
