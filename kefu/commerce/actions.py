@@ -252,8 +252,9 @@ def upsert_order(*, store: Store, data: OrderData) -> tuple[Order, bool]:
         Order.objects.select_for_update().filter(store=store, external_id=data.external_id).first()
     )
     created = order is None
-    customer = _customer_for(store, data)
+    changed: list[str] = []
     if order is None:
+        customer = _customer_for(store, data)
         order = Order.objects.create(
             store=store, external_id=data.external_id, customer=customer, **fields
         )
@@ -261,22 +262,31 @@ def upsert_order(*, store: Store, data: OrderData) -> tuple[Order, bool]:
         changed = [name for name, value in fields.items() if getattr(order, name) != value]
         for name in changed:
             setattr(order, name, fields[name])
-        if customer is not None and order.customer_id is None:
-            order.customer = customer
-            changed.append("customer")
+        if order.customer_id is None:
+            customer = _customer_for(store, data)
+            if customer is not None:
+                order.customer = customer
+                changed.append("customer")
         if changed:
             order.save(update_fields=[*changed, "updated_at"])
-    _sync_lines(order, data.lines)
-    kind = "created" if created else "synced"
-    _record(order, kind, None, on_conversations=False, number=order.number)
+    lines_changed = _sync_lines(order, data.lines)
+    # A snapshot that only refreshes the raw payload is not news for the timeline or rules.
+    news = sorted(set(changed) - {"raw"}) + (["lines"] if lines_changed else [])
+    if created or news:
+        kind = "created" if created else "synced"
+        _record(order, kind, None, on_conversations=False, number=order.number, changes=news)
     return order, created
 
 
-def _sync_lines(order: Order, lines: Sequence[LineData]) -> None:
-    existing = {line.external_id: line for line in order.lines.all() if line.external_id}
-    if not all(line.external_id for line in lines):
-        order.lines.all().delete()
+def _sync_lines(order: Order, lines: Sequence[LineData]) -> bool:
+    """Make the order's lines match the snapshot; whether anything changed."""
+    existing = {line.external_id: line for line in order.lines.all()}
+    keyed = all(line.external_id for line in lines)
+    if not keyed:
+        if existing:
+            order.lines.all().delete()
         existing = {}
+    changed = False
     keep = []
     for data in lines:
         values = {
@@ -286,15 +296,22 @@ def _sync_lines(order: Order, lines: Sequence[LineData]) -> None:
             "unit_price": data.unit_price,
             "refunded_quantity": data.refunded_quantity,
         }
-        line = existing.get(data.external_id)
+        line = existing.get(data.external_id) if keyed else None
         if line is None:
             line = OrderLine.objects.create(order=order, external_id=data.external_id, **values)
+            changed = True
         else:
             # kefu's own refunds may be ahead of the platform's snapshot: never go back.
             values["refunded_quantity"] = max(line.refunded_quantity, data.refunded_quantity)
-            OrderLine.objects.filter(pk=line.pk).update(**values)
+            if any(getattr(line, name) != value for name, value in values.items()):
+                OrderLine.objects.filter(pk=line.pk).update(**values)
+                changed = True
         keep.append(line.pk)
-    order.lines.exclude(pk__in=keep).delete()
+    stale = [line.pk for line in existing.values() if line.pk not in keep]
+    if stale:
+        OrderLine.objects.filter(pk__in=stale).delete()
+        changed = True
+    return changed
 
 
 def _normalized_events(events: Sequence[dict]) -> list[dict]:

@@ -323,3 +323,12 @@ def test_dispute_first_contact_due_in_24_hours_and_moves_forward_only(shop, inbo
                                       resolution="replace")  # fmt: skip
     assert dispute.resolution == "replace"
     assert conversation_actions(conversation) == ["dispute_opened"] + ["dispute_status"] * 3
+
+
+def test_a_raw_only_snapshot_is_not_news(shop, heard, django_capture_on_commit_callbacks):
+    lines = [actions.LineData(title="Mug", quantity=1, unit_price=900, external_id="l9")]
+    order = make_order(shop, external_id="gid-9", number="#9", lines=lines)
+    with django_capture_on_commit_callbacks(execute=True):
+        make_order(shop, external_id="gid-9", number="#9", lines=lines, raw={"v": 2})
+    assert order_kinds(order) == ["created"]
+    assert [e for e in heard if e.name == "order.updated"] == []
