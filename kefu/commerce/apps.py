@@ -9,3 +9,4 @@ class CommerceConfig(AppConfig):
         # Registers the subscribers and the platform gateways.
         from kefu.commerce import subscribers  # noqa: F401
         from kefu.commerce.platforms.shopify import client  # noqa: F401
+        from kefu.commerce.platforms.woocommerce import client as woo  # noqa: F401

@@ -1,0 +1,83 @@
+"""The WooCommerce REST API v3: refunds and cancellations, through kefu.core.http.
+
+``POST /wp-json/wc/v3/orders/<id>/refunds`` with ``amount`` (a decimal string), ``reason``,
+``line_items`` (``id``, ``quantity``, ``refund_total``) and ``api_refund: true`` (the payment
+gateway returns the money), answered 201 with the refund; ``PUT /wp-json/wc/v3/orders/<id>``
+with ``{"status": "cancelled"}``. Errors come as ``{"code", "message"}``. Authentication: the
+store's consumer key and secret (``Store.access_token`` holds ``ck_…:cs_…``, encrypted) as HTTP
+Basic over HTTPS.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import httpx
+
+from kefu.commerce import money
+from kefu.commerce.models import Order, OrderLine, Refund, Store
+from kefu.commerce.platforms import PlatformError, register
+from kefu.core import http
+
+
+class WooGateway:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        base = store.api_url or f"https://{store.platform_domain}"
+        self.base = base.rstrip("/") + "/wp-json/wc/v3"
+        self.authorization = "Basic " + base64.b64encode(store.access_token.encode()).decode()
+
+    @classmethod
+    def for_store(cls, store: Store) -> WooGateway | None:
+        if ":" not in store.access_token or not (store.platform_domain or store.api_url):
+            return None
+        return cls(store)
+
+    def _call(self, method: str, path: str, body: dict[str, Any], ok: int) -> dict[str, Any]:
+        try:
+            response = http.request(
+                method,
+                f"{self.base}{path}",
+                json=body,
+                headers={"Authorization": self.authorization},
+                retries=1,
+            )
+        except (httpx.HTTPError, http.BlockedDestination, http.ResponseTooLarge) as exc:
+            raise PlatformError(f"WooCommerce could not be reached ({type(exc).__name__})") from exc
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = {}
+        if response.status_code != ok:
+            message = answer.get("message") if isinstance(answer, dict) else None
+            raise PlatformError(str(message or f"WooCommerce answered HTTP {response.status_code}"))
+        return answer if isinstance(answer, dict) else {}
+
+    def refund(self, *, order: Order, refund: Refund) -> str:
+        lines = {line.pk: line for line in OrderLine.objects.filter(order=order)}
+        body: dict[str, Any] = {
+            "amount": str(money.to_major(refund.amount, order.currency)),
+            "reason": refund.reason,
+            "api_refund": True,
+        }
+        if refund.lines:
+            body["line_items"] = [
+                {
+                    "id": int(lines[item["line_id"]].external_id),
+                    "quantity": item["quantity"],
+                    "refund_total": str(money.to_major(item["amount"], order.currency)),
+                }
+                for item in refund.lines
+            ]
+        answer = self._call("POST", f"/orders/{order.external_id}/refunds", body, 201)
+        if not answer.get("id"):
+            raise PlatformError("WooCommerce did not confirm the refund")
+        return str(answer["id"])
+
+    def cancel(self, *, order: Order, reason: str) -> str:
+        self._call("PUT", f"/orders/{order.external_id}", {"status": "cancelled"}, 200)
+        return ""
+
+
+register("woocommerce", WooGateway)
