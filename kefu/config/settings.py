@@ -284,6 +284,10 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("KEFU_LOG_LEVEL", "INFO").upper()},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        # httpx logs every request URL at INFO, and some providers put credentials in the URL
+        # (Telegram's bot token): never in kefu's logs.
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
         # One line per task run drowns the console of `kefu run`; failures still log.
         "django_tasks": {"level": "WARNING"},
         "django_tasks_db": {"level": "WARNING"},

@@ -38,6 +38,7 @@ urlpatterns = [
     path("automation/", include("kefu.automation.urls")),
     path("search/", include("kefu.search.urls")),
     path("commerce/", include("kefu.commerce.urls")),
+    path("connectors/telegram/", include("kefu.connectors.telegram.urls")),
     # The agent workspace owns the root: the inbox is the page agents live in.
     path("", include("kefu.workspace.urls")),
 ]
