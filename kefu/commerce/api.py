@@ -18,6 +18,7 @@ from kefu.accounts.models import Agent
 from kefu.commerce import actions, money, selectors
 from kefu.commerce.models import Order, Refund
 from kefu.conversations.selectors import get_conversation
+from kefu.core.errors import NotFound
 
 router = Router(tags=["commerce"])
 
@@ -179,3 +180,145 @@ def order_cancel(request: HttpRequest, order_id: int, payload: CancelIn):  # typ
     )
     actions.cancel_order(order=order, actor=user, reason=payload.reason, conversation=conversation)
     return _order_out(selectors.get_order(user, order_id))
+
+
+# --- approvals, returns, disputes -----------------------------------------------------------------
+
+
+class DecisionIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    approve: bool
+    reason: str = Field(default="", max_length=500)
+
+
+class ReturnLineIn(Schema):
+    line_id: int
+    quantity: int = Field(gt=0)
+
+
+class ReturnIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    lines: list[ReturnLineIn]
+    reason: str = Field(max_length=300)
+    condition: str = Field(default="", max_length=100)
+    label_url: str = Field(default="", max_length=500)
+    conversation_id: int | None = None
+
+
+class ReturnMoveIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    status: str
+    label_url: str = Field(default="", max_length=500)
+
+
+class ReturnOut(Schema):
+    id: int
+    order_id: int
+    status: str
+    reason: str
+    lines: list[dict]
+    condition: str
+    label_url: str
+
+
+class DisputeIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str
+    summary: str = Field(default="", max_length=500)
+    conversation_id: int | None = None
+
+
+class DisputeMoveIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    status: str
+    resolution: str = ""
+
+
+class DisputeOut(Schema):
+    id: int
+    order_id: int | None
+    kind: str
+    status: str
+    summary: str
+    opened_at: datetime
+    first_contact_due_at: datetime
+    first_contact_at: datetime | None
+    resolution: str
+
+
+def _conversation_of(user: Agent, conversation_id: int | None):  # type: ignore[no-untyped-def]
+    return get_conversation(user, conversation_id) if conversation_id else None
+
+
+@router.post("/orders/{order_id}/refunds/{refund_id}/decision", response=RefundOut)
+def refund_decision(request: HttpRequest, order_id: int, refund_id: int, payload: DecisionIn):  # type: ignore[no-untyped-def]
+    """A lead or admin approves (carried out on the platform) or rejects a pending refund."""
+    user = _user(request)
+    order = selectors.get_order(user, order_id)
+    refund = order.refunds.filter(pk=refund_id).first()
+    if refund is None:
+        raise NotFound(f"refund {refund_id} not found")
+    if payload.approve:
+        refund = actions.approve_refund(refund=refund, actor=user)
+    else:
+        refund = actions.reject_refund(refund=refund, actor=user, reason=payload.reason)
+    return _refund_out(refund, order.currency)
+
+
+@router.post("/orders/{order_id}/returns", response={201: ReturnOut})
+def return_create(request: HttpRequest, order_id: int, payload: ReturnIn):  # type: ignore[no-untyped-def]
+    user = _user(request)
+    order = selectors.get_order(user, order_id)
+    rma = actions.create_return(
+        order=order,
+        actor=user,
+        lines=[actions.RefundLine(line_id=i.line_id, quantity=i.quantity) for i in payload.lines],
+        reason=payload.reason,
+        condition=payload.condition,
+        label_url=payload.label_url,
+        conversation=_conversation_of(user, payload.conversation_id),
+    )
+    return Status(201, rma)
+
+
+@router.post("/orders/{order_id}/returns/{return_id}/status", response=ReturnOut)
+def return_move(request: HttpRequest, order_id: int, return_id: int, payload: ReturnMoveIn):  # type: ignore[no-untyped-def]
+    user = _user(request)
+    order = selectors.get_order(user, order_id)
+    rma = order.returns.filter(pk=return_id).first()
+    if rma is None:
+        raise NotFound(f"return {return_id} not found")
+    return actions.advance_return(
+        rma=rma, actor=user, status=payload.status, label_url=payload.label_url
+    )
+
+
+@router.post("/orders/{order_id}/disputes", response={201: DisputeOut})
+def dispute_open(request: HttpRequest, order_id: int, payload: DisputeIn):  # type: ignore[no-untyped-def]
+    user = _user(request)
+    order = selectors.get_order(user, order_id)
+    dispute = actions.open_dispute(
+        kind=payload.kind,
+        actor=user,
+        summary=payload.summary,
+        order=order,
+        conversation=_conversation_of(user, payload.conversation_id),
+    )
+    return Status(201, dispute)
+
+
+@router.post("/orders/{order_id}/disputes/{dispute_id}/status", response=DisputeOut)
+def dispute_move(request: HttpRequest, order_id: int, dispute_id: int, payload: DisputeMoveIn):  # type: ignore[no-untyped-def]
+    user = _user(request)
+    order = selectors.get_order(user, order_id)
+    dispute = order.disputes.filter(pk=dispute_id).first()
+    if dispute is None:
+        raise NotFound(f"dispute {dispute_id} not found")
+    return actions.advance_dispute(
+        dispute=dispute, actor=user, status=payload.status, resolution=payload.resolution
+    )

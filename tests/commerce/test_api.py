@@ -63,3 +63,43 @@ def test_cancel_and_cancel_again(api, shop):
     assert answer.json()["status"] == OrderStatus.CANCELLED
     again = api.post(f"/orders/{order.pk}/cancel", {})
     assert (again.status_code, again.json()["detail"]) == (409, "the order is already cancelled")
+
+
+@pytest.fixture
+def lead_api(client, lead):
+    headers = {"Authorization": f"Bearer {create_token(user=lead, name='t')[1]}"}
+
+    def post(path, body):
+        return client.post(f"/api/v1{path}", body, content_type="application/json",
+                           headers=headers)  # fmt: skip
+
+    return post
+
+
+def test_a_lead_decides_a_pending_refund(api, lead_api, shop):
+    order = make_order(shop)
+    pending = api.post(f"/orders/{order.pk}/refunds", {}).json()
+    path = f"/orders/{order.pk}/refunds/{pending['id']}/decision"
+    assert api.post(path, {"approve": True}).status_code == 403
+    decided = lead_api(path, {"approve": True})
+    assert (decided.status_code, decided.json()["status"]) == (200, "succeeded")
+    assert lead_api(path, {"approve": False}).status_code == 409
+
+
+def test_returns_and_disputes_through_the_api(api, shop):
+    order = make_order(shop)
+    mug = order.lines.get(sku="MUG-B")
+    created = api.post(f"/orders/{order.pk}/returns", {
+        "lines": [{"line_id": mug.pk, "quantity": 1}], "reason": "too small",
+    })  # fmt: skip
+    assert (created.status_code, created.json()["status"]) == (201, "requested")
+    move = f"/orders/{order.pk}/returns/{created.json()['id']}/status"
+    assert api.post(move, {"status": "received"}).status_code == 409
+    assert api.post(move, {"status": "approved"}).json()["status"] == "approved"
+    dispute = api.post(f"/orders/{order.pk}/disputes", {"kind": "claim", "summary": "broken"})
+    assert dispute.status_code == 201
+    body = dispute.json()
+    assert body["status"] == "opened" and body["first_contact_due_at"]
+    step = api.post(f"/orders/{order.pk}/disputes/{body['id']}/status", {"status": "first_contact"})
+    assert step.json()["first_contact_at"] is not None
+    assert api.post(f"/orders/{order.pk}/disputes", {"kind": "war"}).status_code == 422
