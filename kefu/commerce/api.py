@@ -18,7 +18,7 @@ from kefu.accounts.models import Agent
 from kefu.commerce import actions, money, selectors
 from kefu.commerce.models import Order, Refund
 from kefu.conversations.selectors import get_conversation
-from kefu.core.errors import NotFound
+from kefu.core.errors import Forbidden, NotFound
 
 router = Router(tags=["commerce"])
 
@@ -322,3 +322,110 @@ def dispute_move(request: HttpRequest, order_id: int, dispute_id: int, payload: 
     return actions.advance_dispute(
         dispute=dispute, actor=user, status=payload.status, resolution=payload.resolution
     )
+
+
+# --- custom stores push orders and shipments -----------------------------------------------------
+
+
+class PushLineIn(Schema):
+    external_id: str = Field(default="", max_length=128)
+    sku: str = Field(default="", max_length=128)
+    title: str = Field(max_length=300)
+    quantity: int = Field(ge=0)
+    unit_price: int = Field(ge=0, description="minor units")
+    refunded_quantity: int = Field(default=0, ge=0)
+
+
+class PushOrderIn(Schema):
+    """An order from a custom store. Amounts are integers of the currency's minor unit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    external_id: str = Field(min_length=1, max_length=128)
+    number: str = Field(min_length=1, max_length=64)
+    currency: str
+    placed_at: datetime
+    total: int = Field(ge=0)
+    subtotal: int = Field(default=0, ge=0)
+    shipping: int = Field(default=0, ge=0)
+    tax: int = Field(default=0, ge=0)
+    refunded: int = Field(default=0, ge=0)
+    email: str = Field(default="", max_length=254)
+    phone: str = Field(default="", max_length=32)
+    payment_status: str = "pending"
+    fulfillment_status: str = "unfulfilled"
+    status: str = "open"
+    shipping_address: dict = {}
+    lines: list[PushLineIn] = []
+
+
+class TrackingEventIn(Schema):
+    at: datetime
+    status: str
+    location: str = ""
+    description: str = ""
+
+
+class PushShipmentIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    external_id: str = Field(default="", max_length=128)
+    carrier: str = Field(default="", max_length=32)
+    tracking_number: str = Field(max_length=64)
+    status: str
+    events: list[TrackingEventIn] = []
+
+
+class PushedOut(Schema):
+    id: int
+    created: bool
+
+
+def _pushing_store(user: Agent, store_id: int):  # type: ignore[no-untyped-def]
+    """Only admins push store data (an integration's token belongs to an admin)."""
+    from kefu.commerce.models import Store
+
+    if not (user.is_active and user.sees_every_inbox):
+        raise Forbidden("only an admin's token can push store data")
+    store = Store.objects.filter(pk=store_id).first()
+    if store is None:
+        raise NotFound(f"store {store_id} not found")
+    return store
+
+
+@router.put("/stores/{store_id}/orders", response=PushedOut)
+def push_order(request: HttpRequest, store_id: int, payload: PushOrderIn):  # type: ignore[no-untyped-def]
+    """Create or update an order of a custom store (idempotent by ``external_id``)."""
+    store = _pushing_store(_user(request), store_id)
+    data = actions.OrderData(
+        **payload.model_dump(exclude={"lines"}),
+        lines=[actions.LineData(**line.model_dump()) for line in payload.lines],
+        raw=payload.model_dump(mode="json"),
+    )
+    order, created = actions.upsert_order(store=store, data=data)
+    return {"id": order.pk, "created": created}
+
+
+@router.put("/stores/{store_id}/orders/{external_id}/shipments", response=PushedOut)
+def push_shipment(request: HttpRequest, store_id: int, external_id: str, payload: PushShipmentIn):  # type: ignore[no-untyped-def]
+    """Create or update a shipment (by its ``external_id``, else its tracking number)."""
+    store = _pushing_store(_user(request), store_id)
+    order = Order.objects.filter(store=store, external_id=external_id).first()
+    if order is None:
+        raise NotFound(f"order {external_id} not found")
+    existed = (
+        order.shipments.filter(external_id=payload.external_id).exists()
+        if payload.external_id
+        else order.shipments.filter(
+            tracking_number=payload.tracking_number.replace(" ", "").upper()
+        ).exists()
+    )
+    shipment = actions.upsert_shipment(
+        order=order,
+        external_id=payload.external_id,
+        carrier=payload.carrier,
+        tracking_number=payload.tracking_number,
+        status=payload.status,
+        events=[e.model_dump(mode="json") for e in payload.events],
+    )
+    return {"id": shipment.pk, "created": not existed}

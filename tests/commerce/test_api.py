@@ -103,3 +103,50 @@ def test_returns_and_disputes_through_the_api(api, shop):
     step = api.post(f"/orders/{order.pk}/disputes/{body['id']}/status", {"status": "first_contact"})
     assert step.json()["first_contact_at"] is not None
     assert api.post(f"/orders/{order.pk}/disputes", {"kind": "war"}).status_code == 422
+
+
+PUSHED = {
+    "external_id": "cs-1", "number": "A-1001", "currency": "KWD",
+    "placed_at": "2026-11-01T12:00:00Z", "total": 12345, "subtotal": 12345,
+    "email": "pushed@example.com", "payment_status": "paid",
+    "lines": [{"external_id": "l1", "title": "Dates", "quantity": 1, "unit_price": 12345}],
+}  # fmt: skip
+
+
+def test_custom_store_push_is_idempotent(client, shop):
+    from kefu.commerce.models import Order
+    from tests.factories import AgentFactory
+
+    admin = AgentFactory(role="admin")
+    headers = {"Authorization": f"Bearer {create_token(user=admin, name='push')[1]}"}
+
+    def put(path, body, who=headers):
+        return client.put(f"/api/v1{path}", body, content_type="application/json", headers=who)
+
+    first = put(f"/stores/{shop.pk}/orders", PUSHED)
+    again = put(f"/stores/{shop.pk}/orders", {**PUSHED, "status": "cancelled"})
+    assert (first.status_code, first.json()["created"], again.json()["created"]) == (
+        200,
+        True,
+        False,
+    )
+    order = Order.objects.get(external_id="cs-1")
+    assert (order.total, order.currency, order.status) == (12345, "KWD", "cancelled")
+    shipment = put(f"/stores/{shop.pk}/orders/cs-1/shipments", {
+        "tracking_number": "RA473124829GB", "carrier": "royal_mail", "status": "in_transit",
+        "events": [{"at": "2026-11-02T09:00:00Z", "status": "in_transit", "location": "Leeds"}],
+    })  # fmt: skip
+    assert shipment.json()["created"] is True
+    assert order.shipments.get().events[0]["location"] == "Leeds"
+    bad = put(f"/stores/{shop.pk}/orders", {**PUSHED, "total": 1.5})
+    assert bad.status_code == 422
+    missing = put(f"/stores/{shop.pk}/orders/nope/shipments", {"tracking_number": "x",
+                                                              "status": "delivered"})  # fmt: skip
+    assert missing.status_code == 404
+
+
+def test_agents_cannot_push(client, agent, shop):
+    headers = {"Authorization": f"Bearer {create_token(user=agent, name='t')[1]}"}
+    answer = client.put(f"/api/v1/stores/{shop.pk}/orders", PUSHED,
+                        content_type="application/json", headers=headers)  # fmt: skip
+    assert answer.status_code == 403
