@@ -18,7 +18,9 @@ For each engine (SQLite FTS5, PostgreSQL full text), on a fresh database:
    agent who sees 4 of the 12 inboxes; p50/p95/max per kind.
 
 Usage: python bench/search.py [--engines sqlite,postgres] [--messages 1000000] [--rounds 5]
-       [--record]   (append the figures to bench/RESULTS.md, section "## Search (bench/search.py)")
+       [--record]
+       python bench/search.py --requery [--rounds 5]   (PostgreSQL query latency again, on the
+       database the last run left: the load and indexing are not repeated)   (append the figures to bench/RESULTS.md, section "## Search (bench/search.py)")
 
 The ingest cost of search: ``python bench/search.py --ingest [--repeats 2] [--seconds 15]`` runs
 the foundation's ingest benchmark (bench/ingest.py: HTTP, single messages and 500-message
@@ -529,6 +531,42 @@ def index_sizes(engine: str) -> dict:
         return {"search_mb": round(search_bytes / 2**20), "database_mb": round(database / 2**20)}
 
 
+def requery(rounds: int) -> dict:
+    """Query latency again on the PostgreSQL database a full run left behind (POSTGRES_URL):
+    the queries are sensitive to the machine's load, the load and index are not."""
+    import re
+
+    import django
+
+    django.setup()
+    from django.db.models import Max
+
+    from kefu.accounts.models import Agent
+    from kefu.conversations.models import Conversation, Message
+    from kefu.customers.models import Identity
+
+    rng = random.Random(SEED)
+    emails = dict(
+        Identity.objects.filter(kind="email", pk__lte=20_000).values_list("customer_id", "value")
+    )
+    phones = dict(
+        Identity.objects.filter(kind="phone", pk__lte=20_000).values_list("customer_id", "value")
+    )
+    people = [{"email": e, "phone": phones[c]} for c, e in emails.items() if c in phones]
+    texts = Message.objects.filter(pk__lte=50_000, text__contains="Order #").values_list(
+        "text", flat=True
+    )
+    orders = sorted({m for t in texts for m in re.findall(r"Order #(\S+)", t)})
+    world = {
+        "admin": Agent.objects.get(username="bench-admin").pk,
+        "agent": Agent.objects.get(username="bench-agent").pk,
+        "people": people,
+        "conversations": Conversation.objects.aggregate(n=Max("pk"))["n"],
+        "orders": orders,
+    }
+    return {"engine": "postgresql", "queries": query_latency(world, rng, rounds)}
+
+
 # --- the parent: run each engine in its own process, report -----------------------------------------
 
 
@@ -738,9 +776,18 @@ def main() -> None:
     parser.add_argument("--record", action="store_true")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--ingest", action="store_true", help="ingest rate, indexing off/on")
+    parser.add_argument(
+        "--requery", action="store_true", help="query latency again on the last PostgreSQL run"
+    )
     parser.add_argument("--repeats", type=int, default=2, help="--ingest: off/on pairs")
     parser.add_argument("--seconds", type=int, default=15, help="--ingest: per phase")
     args = parser.parse_args()
+    if args.requery:
+        env = {"KEFU_DATABASE_URL": POSTGRES_URL, "KEFU_LOG_LEVEL": "WARNING"}
+        os.environ.update(env | {"DJANGO_SETTINGS_MODULE": "kefu.config.settings"})
+        sys.path.insert(0, str(ROOT))
+        print(json.dumps(requery(args.rounds), default=str))
+        return
     if args.ingest:
         section = ingest_report(ingest_on_off(args), args)
         print(section)
