@@ -275,6 +275,9 @@ def upsert_order(*, store: Store, data: OrderData) -> tuple[Order, bool]:
     if created or news:
         kind = "created" if created else "synced"
         _record(order, kind, None, on_conversations=False, number=order.number, changes=news)
+    if "payment_status" in changed and order.payment_status == PaymentStatus.FAILED:
+        # An exception order: on the conversations too, so rules can tell the customer.
+        _record(order, "payment_failed", None, event="order.exception")
     return order, created
 
 
@@ -363,12 +366,14 @@ def upsert_shipment(
         shipment.status, shipment.events = status, clean
         shipment.save()
     if previous != status:
+        # A carrier exception or a parcel coming back is news on the linked conversations.
+        alarming = status in (ShipmentStatus.EXCEPTION, ShipmentStatus.RETURNED)
         _record(
             order,
             "shipment_status",
             None,
-            on_conversations=False,
-            event="shipment.updated",
+            on_conversations=alarming,
+            event="shipment.exception" if alarming else "shipment.updated",
             shipment_id=shipment.pk,
             status=status,
             tracking_number=tracking,

@@ -332,3 +332,25 @@ def test_a_raw_only_snapshot_is_not_news(shop, heard, django_capture_on_commit_c
         make_order(shop, external_id="gid-9", number="#9", lines=lines, raw={"v": 2})
     assert order_kinds(order) == ["created"]
     assert [e for e in heard if e.name == "order.updated"] == []
+
+
+def test_exceptions_reach_the_linked_conversations_for_rules(
+    shop, inbox, heard, django_capture_on_commit_callbacks
+):
+    order = make_order(shop, external_id="gid-x", number="#77")
+    conversation = ConversationFactory(inbox=inbox, customer=order.customer)
+    actions.link_order(conversation=conversation, order=order, actor=None)
+    with django_capture_on_commit_callbacks(execute=True):
+        make_order(shop, external_id="gid-x", number="#77", payment_status="failed")
+        actions.upsert_shipment(order=order, external_id="s", carrier="dhl",
+                                tracking_number="3318810025", status="in_transit")  # fmt: skip
+        actions.upsert_shipment(order=order, external_id="s", carrier="dhl",
+                                tracking_number="3318810025", status="exception")  # fmt: skip
+    assert conversation_actions(conversation) == ["linked", "payment_failed", "shipment_status"]
+    exceptions = [(e.name, e.payload["conversation_ids"]) for e in heard
+                  if e.payload.get("action") in ("payment_failed", "shipment_status")]  # fmt: skip
+    assert exceptions == [
+        ("order.exception", [conversation.pk]),
+        ("shipment.updated", [conversation.pk]),
+        ("shipment.exception", [conversation.pk]),
+    ]
