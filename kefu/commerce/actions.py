@@ -635,6 +635,65 @@ def cancel_order(
     return order
 
 
+# --- shipping address ----------------------------------------------------------------------------
+
+ADDRESS_FIELDS = (
+    "first_name", "last_name", "address1", "address2", "city", "province", "zip",
+    "country_code", "phone",
+)  # fmt: skip
+ADDRESS_REQUIRED = ("address1", "city", "country_code")
+
+
+def _clean_address(address: dict[str, str]) -> dict[str, str]:
+    unknown = set(address) - set(ADDRESS_FIELDS)
+    if unknown:
+        raise InvalidInput(f"unknown address fields: {', '.join(sorted(unknown))}", field="address")
+    clean = {k: str(v).strip()[:200] for k, v in address.items() if str(v).strip()}
+    for name in ADDRESS_REQUIRED:
+        if not clean.get(name):
+            raise InvalidInput(f"the address needs {name}", field=name)
+    code = clean["country_code"].upper()
+    if len(code) != 2 or not code.isascii() or not code.isalpha():
+        raise InvalidInput("country_code is a 2-letter ISO code", field="country_code")
+    clean["country_code"] = code
+    return clean
+
+
+@_traces_refusals
+@transaction.atomic
+def update_shipping_address(
+    *,
+    order: Order,
+    actor: Agent | None,
+    address: dict[str, str],
+    conversation: Conversation | None = None,
+) -> Order:
+    """Change where an unshipped order goes: on the platform first, then here."""
+    clean = _clean_address(address)
+    order = _locked(order)
+    if order.status != OrderStatus.OPEN or order.fulfillment_status in (
+        FulfillmentStatus.FULFILLED,
+        FulfillmentStatus.PARTIAL,
+    ):
+        raise Conflict("the address of a shipped, cancelled or closed order cannot change")
+    try:
+        gateway_for(order.store).update_shipping_address(order=order, address=clean)
+    except PlatformError as exc:
+        raise _Refused(order, "address_failed", actor, exc.message) from exc
+    previous = order.shipping_address
+    order.shipping_address = {**previous, **clean}
+    order.save(update_fields=["shipping_address", "updated_at"])
+    _record(
+        order,
+        "address_changed",
+        actor,
+        conversation=conversation,
+        city=clean["city"],
+        country_code=clean["country_code"],
+    )
+    return order
+
+
 # --- returns ------------------------------------------------------------------------------------
 
 

@@ -12,6 +12,7 @@ urlpatterns = [
     path("customers/<int:customer_id>/panel", views.customer_panel, name="customer_panel"),
     path("orders/<int:order_id>/refund", views.refund, name="refund"),
     path("orders/<int:order_id>/cancel", views.cancel, name="cancel"),
+    path("orders/<int:order_id>/address", views.change_address, name="change_address"),
     path("orders/<int:order_id>/returns", views.create_return, name="create_return"),
     path(
         "orders/<int:order_id>/returns/<int:return_id>",

@@ -236,3 +236,16 @@ def decide_refund(request: HttpRequest, order_id: int, refund_id: int) -> HttpRe
         return _("Refund rejected.")
 
     return _run(request, order_id, run)
+
+
+@login_required
+@require_POST
+def change_address(request: HttpRequest, order_id: int) -> HttpResponse:
+    def run(order: Order, conversation: Conversation | None) -> str:
+        address = {name: request.POST.get(name, "") for name in actions.ADDRESS_FIELDS}
+        actions.update_shipping_address(
+            order=order, actor=_agent(request), address=address, conversation=conversation
+        )
+        return _("Shipping address changed.")
+
+    return _run(request, order_id, run)

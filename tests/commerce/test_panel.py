@@ -171,3 +171,22 @@ def test_many_orders_render_compact_beyond_the_first_few(client, agent, shop, in
     url = reverse("commerce:customer_panel", kwargs={"customer_id": oldest_shown.customer_id})
     expanded = client.get(url, {"conversation": conversation.pk, "order": oldest_shown.pk})
     assert expanded.content.decode().count("cm-compact") == 21
+
+
+def test_change_the_shipping_address_from_the_panel(client, agent, scene):
+    order, conversation = scene
+    client.force_login(agent)
+    assert "Change shipping address" in panel(client, order, conversation).content.decode()
+    url = reverse("commerce:change_address", args=[order.pk])
+    form = {"conversation": conversation.pk, "confirm": "yes", "address1": "1 New Road",
+            "city": "Leeds", "zip": "LS1 1AA", "country_code": "gb"}  # fmt: skip
+    missing_city = client.post(url, {**form, "city": ""}, follow=True)
+    assert "the address needs city" in missing_city.content.decode()
+    client.post(url, form)
+    order.refresh_from_db()
+    assert (order.shipping_address["city"], order.shipping_address["country_code"]) == (
+        "Leeds",
+        "GB",
+    )
+    event = ConversationEvent.objects.filter(conversation=conversation).latest("id")
+    assert (event.data["action"], event.actor) == ("address_changed", agent)

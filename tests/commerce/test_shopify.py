@@ -218,6 +218,9 @@ class FakeShopify(BaseHTTPRequestHandler):
                     "id": "gid://shopify/Refund/929361464",
                     "totalRefundedSet": {"shopMoney": {"amount": "30.0", "currencyCode": "USD"}},
                 }, "userErrors": []}}  # fmt: skip
+        elif "orderUpdate" in query:
+            data = {"orderUpdate": {"order": {"id": body["variables"]["input"]["id"]},
+                                    "userErrors": []}}  # fmt: skip
         elif "orderCancel" in query:
             if self.behaviour == "refuse":
                 data = {"orderCancel": {"job": None, "orderCancelUserErrors": [
@@ -321,3 +324,19 @@ def test_cancel_on_shopify_and_already_cancelled(connected, django_user_model):
     assert (variables["orderId"], variables["refund"], variables["staffNote"]) == (
         "gid://shopify/Order/450789469", False, "customer asked",
     )  # fmt: skip
+
+
+def test_change_the_shipping_address_on_shopify(connected, django_user_model):
+    agent = django_user_model.objects.create(username="a1", role="agent")
+    address = {"address1": "1 New Road", "city": "Leeds", "country_code": "GB", "zip": "LS1"}
+    FakeShopify.behaviour = "ok"
+    actions.update_shipping_address(order=connected, actor=agent, address=address)
+    sent = FakeShopify.requests[-1]
+    assert "orderUpdate" in sent["query"]
+    assert sent["variables"]["input"] == {
+        "id": "gid://shopify/Order/450789469",
+        "shippingAddress": {"address1": "1 New Road", "city": "Leeds", "countryCode": "GB",
+                            "zip": "LS1"},
+    }  # fmt: skip
+    connected.refresh_from_db()
+    assert connected.shipping_address["city"] == "Leeds"

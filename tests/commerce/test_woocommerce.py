@@ -173,3 +173,13 @@ def test_a_refused_refund_changes_nothing(connected, django_user_model):
         actions.refund_order(order=connected, actor=lead, amount=100)
     connected.refresh_from_db()
     assert (connected.refunded, Refund.objects.count()) == (0, 0)
+
+
+def test_change_the_shipping_address_on_woocommerce(connected, django_user_model):
+    agent = django_user_model.objects.create(username="a1", role="agent")
+    address = {"address1": "1 New Road", "city": "Leeds", "country_code": "GB", "zip": "LS1"}
+    actions.update_shipping_address(order=connected, actor=agent, address=address)
+    sent = FakeWoo.requests[-1]
+    assert (sent["method"], sent["path"]) == ("PUT", "/wp-json/wc/v3/orders/727")
+    assert sent["body"] == {"shipping": {"address_1": "1 New Road", "city": "Leeds",
+                                         "country": "GB", "postcode": "LS1"}}  # fmt: skip

@@ -35,6 +35,10 @@ class Gateway(Protocol):
         """Cancel ``order`` on the platform; the platform's id for the job, or ""."""
         ...
 
+    def update_shipping_address(self, *, order: Order, address: dict[str, str]) -> None:
+        """Replace the order's shipping address (kefu's keys: see actions.ADDRESS_FIELDS)."""
+        ...
+
 
 class RecordOnly:
     """No platform to call: what kefu records is the truth."""
@@ -44,6 +48,9 @@ class RecordOnly:
 
     def cancel(self, *, order: Order, reason: str) -> str:
         return ""
+
+    def update_shipping_address(self, *, order: Order, address: dict[str, str]) -> None:
+        return None
 
 
 _factories: dict[str, type] = {}

@@ -44,6 +44,28 @@ mutation OrderCancel($orderId: ID!, $reason: OrderCancelReason!, $refund: Boolea
 }"""
 
 
+ORDER_UPDATE = """
+mutation OrderUpdate($input: OrderInput!) {
+  orderUpdate(input: $input) {
+    order { id }
+    userErrors { field message }
+  }
+}"""
+
+# kefu's address keys -> MailingAddressInput fields
+ADDRESS = {
+    "first_name": "firstName",
+    "last_name": "lastName",
+    "address1": "address1",
+    "address2": "address2",
+    "city": "city",
+    "province": "province",
+    "zip": "zip",
+    "country_code": "countryCode",
+    "phone": "phone",
+}
+
+
 def gid(kind: str, value: str) -> str:
     return value if value.startswith("gid://") else f"gid://shopify/{kind}/{value}"
 
@@ -144,6 +166,14 @@ class ShopifyGateway:
         if errors:
             raise PlatformError("; ".join(str(e.get("message")) for e in errors)[:300])
         return str((data.get("job") or {}).get("id", ""))
+
+    def update_shipping_address(self, *, order: Order, address: dict[str, str]) -> None:
+        shipping = {ADDRESS[key]: value for key, value in address.items() if key in ADDRESS}
+        variables = {"input": {"id": gid("Order", order.external_id), "shippingAddress": shipping}}
+        data = self.execute(ORDER_UPDATE, variables).get("orderUpdate") or {}
+        errors = data.get("userErrors") or []
+        if errors:
+            raise PlatformError("; ".join(str(e.get("message")) for e in errors)[:300])
 
 
 register("shopify", ShopifyGateway)

@@ -79,5 +79,11 @@ class WooGateway:
         self._call("PUT", f"/orders/{order.external_id}", {"status": "cancelled"}, 200)
         return ""
 
+    def update_shipping_address(self, *, order: Order, address: dict[str, str]) -> None:
+        names = {"address1": "address_1", "address2": "address_2", "province": "state",
+                 "zip": "postcode", "country_code": "country"}  # fmt: skip
+        shipping = {names.get(key, key): value for key, value in address.items()}
+        self._call("PUT", f"/orders/{order.external_id}", {"shipping": shipping}, 200)
+
 
 register("woocommerce", WooGateway)
