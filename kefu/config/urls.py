@@ -39,6 +39,7 @@ urlpatterns = [
     path("search/", include("kefu.search.urls")),
     path("commerce/", include("kefu.commerce.urls")),
     path("connectors/telegram/", include("kefu.connectors.telegram.urls")),
+    path("connectors/whatsapp/", include("kefu.connectors.whatsapp.urls")),
     # The agent workspace owns the root: the inbox is the page agents live in.
     path("", include("kefu.workspace.urls")),
 ]

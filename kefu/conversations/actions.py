@@ -673,6 +673,52 @@ def mark_delivery_failed(*, message: Message, error: str, attempt: int) -> Messa
     return message
 
 
+# How far a message got; a provider's status report never moves a message backwards.
+_DELIVERY_RANK: dict[str, int] = {
+    DeliveryStatus.QUEUED: 0,
+    DeliveryStatus.SENDING: 1,
+    DeliveryStatus.SENT: 2,
+    DeliveryStatus.DELIVERED: 3,
+    DeliveryStatus.READ: 4,
+}
+
+
+@transaction.atomic
+def record_provider_status(
+    *, inbox_id: int, provider_id: str, status: str, at: datetime, error: str = ""
+) -> Message | None:
+    """Apply a provider's report (sent, delivered, read, failed) to the outbound message it
+    names; None when kefu sent no such message. Reports arrive late and out of order: one that
+    would move the message backwards (delivered after read) changes nothing, and a failure after
+    delivery is ignored. A failure before it goes through ``mark_delivery_failed`` (a note, the
+    conversation reopened)."""
+    message = (
+        Message.objects.select_for_update()
+        .filter(inbox_id=inbox_id, external_id=provider_id, direction=Direction.OUTBOUND)
+        .first()
+    )
+    if message is None:
+        return None
+    current = _DELIVERY_RANK.get(message.delivery_status, -1)
+    if status == DeliveryStatus.FAILED:
+        if message.delivery_status == DeliveryStatus.FAILED or current >= 3:
+            return message
+        attempt = int(message.metadata.get("delivery", {}).get("attempts", 1) or 1)
+        return mark_delivery_failed(message=message, error=error or "failed", attempt=attempt)
+    if status not in _DELIVERY_RANK or _DELIVERY_RANK[status] <= current:
+        return message
+    message.delivery_status = status
+    message.metadata = {**message.metadata, f"{status}_at": at.isoformat()}
+    message.save(update_fields=["delivery_status", "metadata"])
+    emit(
+        "message.status",
+        message_id=message.pk,
+        conversation_id=message.conversation_id,
+        status=status,
+    )
+    return message
+
+
 def fail_interrupted_deliveries(*, claimed_before: datetime) -> list[int]:
     """Fail the messages a worker claimed before ``claimed_before`` and never finished.
 
