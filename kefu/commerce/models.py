@@ -34,6 +34,9 @@ class Store(models.Model):
     )
     access_token = EncryptedTextField(blank=True)
     webhook_secret = EncryptedTextField(blank=True)
+    synced_at = models.DateTimeField(
+        null=True, blank=True, help_text="Orders changed up to here are reconciled"
+    )
 
     def __str__(self) -> str:
         return self.name

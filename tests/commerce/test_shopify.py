@@ -186,6 +186,33 @@ def test_privacy_topics(client, store):
 # --- the GraphQL client against a local Shopify --------------------------------------------------
 
 
+def graphql_order(number, updated_status="PAID"):
+    money = lambda amount: {"shopMoney": {"amount": amount, "currencyCode": "JPY"}}  # noqa: E731
+    return {
+        "id": f"gid://shopify/Order/{number}", "name": f"#{number}", "email": "kenji@example.jp",
+        "phone": None, "currencyCode": "JPY", "createdAt": "2026-11-01T03:00:00Z",
+        "updatedAt": "2026-11-05T03:00:00Z", "cancelledAt": None, "closedAt": None,
+        "displayFinancialStatus": updated_status, "displayFulfillmentStatus": "FULFILLED",
+        "subtotalPriceSet": money("3000.0"), "totalShippingPriceSet": money("500.0"),
+        "totalTaxSet": money("0.0"), "totalPriceSet": money("3500.0"),
+        "totalRefundedSet": money("0.0"),
+        "shippingAddress": {"firstName": "Kenji", "lastName": "Sato", "address1": "1-1",
+                            "address2": None, "city": "Tokyo", "province": "Tokyo",
+                            "zip": "100-0001", "countryCodeV2": "JP", "phone": None},
+        "lineItems": {"nodes": [{"id": f"gid://shopify/LineItem/{number}1", "sku": "TEA",
+                                 "title": "Sencha", "quantity": 2,
+                                 "originalUnitPriceSet": money("1500.0")}]},
+    }  # fmt: skip
+
+
+CHANGED_PAGES = {
+    None: {"pageInfo": {"hasNextPage": True, "endCursor": "c1"},
+           "nodes": [graphql_order(5001)]},
+    "c1": {"pageInfo": {"hasNextPage": False, "endCursor": "c2"},
+           "nodes": [graphql_order(5002, "PARTIALLY_REFUNDED")]},
+}  # fmt: skip
+
+
 class FakeShopify(BaseHTTPRequestHandler):
     """Answers like the Admin GraphQL API; ``behaviour`` picks the scenario."""
 
@@ -202,7 +229,9 @@ class FakeShopify(BaseHTTPRequestHandler):
         if self.behaviour == "down":
             return self._answer(503, {"errors": "Service unavailable"})
         query = body["query"]
-        if "OrderTransactions" in query:
+        if "ChangedOrders" in query:
+            data = {"orders": CHANGED_PAGES[body["variables"]["after"]]}
+        elif "OrderTransactions" in query:
             data = {"order": {"id": body["variables"]["id"], "transactions": [
                 {"id": "gid://shopify/OrderTransaction/389404469", "kind": "SALE",
                  "status": "SUCCESS", "gateway": "bogus"},
@@ -340,3 +369,48 @@ def test_change_the_shipping_address_on_shopify(connected, django_user_model):
     }  # fmt: skip
     connected.refresh_from_db()
     assert connected.shipping_address["city"] == "Leeds"
+
+
+def test_reconciliation_reads_every_changed_page_and_remembers_where_it_got(connected):
+    from datetime import UTC, datetime
+
+    from kefu.commerce.platforms.shopify.sync import reconcile
+
+    store = connected.store
+    now = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
+    assert reconcile(store, now=now) == 2
+    orders = {o.number: o for o in Order.objects.filter(store=store, currency="JPY")}
+    assert set(orders) == {"#5001", "#5002"}
+    tea = orders["#5001"]
+    assert (tea.total, tea.shipping, tea.external_id) == (3500, 500, "5001")
+    assert [(line.sku, line.unit_price, line.external_id) for line in tea.lines.all()] == [
+        ("TEA", 1500, "50011")
+    ]
+    assert orders["#5002"].payment_status == PaymentStatus.PARTIALLY_REFUNDED
+    store.refresh_from_db()
+    assert store.synced_at == now
+    reconcile(store, now=now)
+    assert (
+        FakeShopify.requests[-2]["variables"]["query"] == "updated_at:>='2026-11-23T06:00:00+00:00'"
+    )
+    assert Order.objects.filter(store=store, currency="JPY").count() == 2
+
+
+def test_reconciliation_failure_keeps_the_sync_point(connected):
+    from kefu.commerce.platforms import PlatformError
+    from kefu.commerce.platforms.shopify.sync import reconcile
+
+    FakeShopify.behaviour = "down"
+    with pytest.raises(PlatformError):
+        reconcile(connected.store)
+    connected.store.refresh_from_db()
+    assert connected.store.synced_at is None
+
+
+def test_the_reconcile_task(connected):
+    from kefu.commerce.tasks import reconcile_store
+
+    assert reconcile_store.call(connected.store.pk) == 2
+    FakeShopify.behaviour = "down"
+    assert reconcile_store.call(connected.store.pk) == 0  # logged, retried next time
+    assert reconcile_store.call(10**6) == 0
