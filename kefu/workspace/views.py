@@ -135,7 +135,17 @@ def _conversation_context(request: HttpRequest, conversation: Conversation) -> d
         "allow_images": request.GET.get("images") == "1",
         "commerce_panel_url": _commerce_panel_url(conversation),
         "templates": _templates(agent, conversation),
+        "outside_whatsapp_window": _outside_whatsapp_window(conversation),
     }
+
+
+def _outside_whatsapp_window(conversation: Conversation) -> bool:
+    """WhatsApp takes free text only within 24 hours of the customer's last message."""
+    if conversation.inbox.kind != "whatsapp":
+        return False
+    from kefu.connectors.whatsapp.outbound import can_send_free_text
+
+    return not can_send_free_text(conversation)
 
 
 def _templates(agent: Agent, conversation: Conversation) -> list[Template]:

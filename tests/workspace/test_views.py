@@ -386,3 +386,19 @@ def test_the_team_view_lists_the_teams_conversations(signed_in, agent, inbox):
 
     assert "Returns desk" in page
     assert "Return label please" in page and "Other question" not in page
+
+
+def test_the_composer_warns_outside_whatsapps_24_hour_window(signed_in, agent):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    whatsapp = InboxFactory(kind="whatsapp")
+    InboxMembership.objects.create(inbox=whatsapp, agent=agent)
+    conversation = inbound(whatsapp, "hola")
+    fresh = signed_in.get(f"/c/{conversation.pk}/").content.decode()
+    Conversation.objects.filter(pk=conversation.pk).update(
+        last_inbound_at=timezone.now() - timedelta(hours=30)
+    )
+    stale = signed_in.get(f"/c/{conversation.pk}/").content.decode()
+    assert "24 hours" not in fresh and "24 hours" in stale
