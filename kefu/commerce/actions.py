@@ -352,6 +352,7 @@ def upsert_shipment(
     key = Q(external_id=external_id) if external_id else Q(tracking_number=tracking)
     shipment = Shipment.objects.select_for_update().filter(key, order=order).first()
     previous = shipment.status if shipment else None
+    now = timezone.now()
     if shipment is None:
         shipment = Shipment.objects.create(
             order=order,
@@ -360,8 +361,11 @@ def upsert_shipment(
             tracking_number=tracking,
             status=status,
             events=clean,
+            moved_at=now,
         )
     else:
+        if status != shipment.status or clean != shipment.events:
+            shipment.moved_at, shipment.stalled_at = now, None
         shipment.carrier, shipment.tracking_number = carrier[:32], tracking
         shipment.status, shipment.events = status, clean
         shipment.save()
@@ -379,6 +383,44 @@ def upsert_shipment(
             tracking_number=tracking,
         )
     return shipment
+
+
+MOVING = (ShipmentStatus.LABEL_CREATED, ShipmentStatus.IN_TRANSIT)
+
+
+def flag_stalled_shipments(*, now: datetime | None = None, days: int | None = None) -> list[int]:
+    """Flag parcels with no tracking movement for ``days`` (settings.KEFU_TRACKING_STALL_DAYS,
+    default 5): a ``shipment.exception`` event per parcel, once until it moves again. Returns
+    the shipment ids flagged."""
+    now = now or timezone.now()
+    days = days if days is not None else getattr(settings, "KEFU_TRACKING_STALL_DAYS", 5)
+    stale = Shipment.objects.filter(
+        status__in=MOVING, stalled_at__isnull=True, moved_at__lt=now - timedelta(days=days)
+    ).values_list("pk", flat=True)
+    flagged = []
+    for shipment_id in list(stale[:1000]):
+        with transaction.atomic():
+            shipment = (
+                Shipment.objects.select_for_update()
+                .select_related("order")
+                .filter(pk=shipment_id, stalled_at__isnull=True)
+                .first()
+            )
+            if shipment is None:
+                continue
+            shipment.stalled_at = now
+            shipment.save(update_fields=["stalled_at"])
+            _record(
+                shipment.order,
+                "shipment_stalled",
+                None,
+                event="shipment.exception",
+                shipment_id=shipment.pk,
+                tracking_number=shipment.tracking_number,
+                days=days,
+            )
+            flagged.append(shipment.pk)
+    return flagged
 
 
 # --- linking ------------------------------------------------------------------------------------

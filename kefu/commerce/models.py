@@ -165,6 +165,12 @@ class Shipment(models.Model):
         max_length=24, choices=ShipmentStatus.choices, default=ShipmentStatus.LABEL_CREATED
     )
     events = models.JSONField(default=list, blank=True)
+    moved_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last change of status or new tracking event"
+    )
+    stalled_at = models.DateTimeField(
+        null=True, blank=True, help_text="When kefu flagged it as not moving"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

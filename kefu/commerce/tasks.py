@@ -38,3 +38,11 @@ def reconcile_all() -> int:
     for store_id in ids:
         reconcile_store.enqueue(store_id)
     return len(ids)
+
+
+@task()
+def flag_stalled_shipments() -> int:
+    """Raise ``shipment.exception`` for parcels that stopped moving (see actions)."""
+    from kefu.commerce import actions
+
+    return len(actions.flag_stalled_shipments())

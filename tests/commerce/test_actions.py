@@ -354,3 +354,23 @@ def test_exceptions_reach_the_linked_conversations_for_rules(
         ("shipment.updated", [conversation.pk]),
         ("shipment.exception", [conversation.pk]),
     ]
+
+
+def test_stalled_parcels_are_flagged_once(shop, inbox, heard, django_capture_on_commit_callbacks):
+    order = make_order(shop)
+    conversation = ConversationFactory(inbox=inbox, customer=order.customer)
+    actions.link_order(conversation=conversation, order=order, actor=None)
+    parcel = {"external_id": "s", "carrier": "ems", "tracking_number": "EE123456785CN"}
+    shipment = actions.upsert_shipment(order=order, status="in_transit", **parcel)
+    later = shipment.moved_at + timedelta(days=6)
+    assert actions.flag_stalled_shipments(now=later, days=7) == []
+    with django_capture_on_commit_callbacks(execute=True):
+        assert actions.flag_stalled_shipments(now=later, days=5) == [shipment.pk]
+    assert actions.flag_stalled_shipments(now=later, days=5) == []  # once
+    assert conversation_actions(conversation)[-1] == "shipment_stalled"
+    assert [e.name for e in heard if e.payload.get("action") == "shipment_stalled"] == [
+        "shipment.exception"
+    ]
+    events = [{"at": "2026-11-20T00:00:00Z", "status": "in_transit"}]
+    moved = actions.upsert_shipment(order=order, status="in_transit", events=events, **parcel)
+    assert moved.stalled_at is None
