@@ -40,6 +40,7 @@ urlpatterns = [
     path("commerce/", include("kefu.commerce.urls")),
     path("connectors/telegram/", include("kefu.connectors.telegram.urls")),
     path("connectors/whatsapp/", include("kefu.connectors.whatsapp.urls")),
+    path("connectors/email/", include("kefu.connectors.email.urls")),
     # The agent workspace owns the root: the inbox is the page agents live in.
     path("", include("kefu.workspace.urls")),
 ]
