@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.http import HttpRequest
-from ninja import Router, Schema, Status
+from ninja import File, Router, Schema, Status, UploadedFile
 from pydantic import ConfigDict, Field
 
 from kefu.accounts.models import Agent
@@ -429,3 +429,19 @@ def push_shipment(request: HttpRequest, store_id: int, external_id: str, payload
         events=[e.model_dump(mode="json") for e in payload.events],
     )
     return {"id": shipment.pk, "created": not existed}
+
+
+class ImportOut(Schema):
+    created: int
+    updated: int
+    errors: list[str]
+
+
+@router.post("/stores/{store_id}/orders/import", response=ImportOut)
+def import_orders(request: HttpRequest, store_id: int, file: UploadedFile = File(...)):  # type: ignore[no-untyped-def]  # noqa: B008
+    """Import a custom store's orders from CSV (see kefu.commerce.imports); admins only."""
+    from kefu.commerce.imports import import_orders_csv
+
+    store = _pushing_store(_user(request), store_id)
+    result = import_orders_csv(store=store, content=file.read())
+    return {"created": result.created, "updated": result.updated, "errors": result.errors}
