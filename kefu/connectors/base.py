@@ -131,3 +131,36 @@ def send_without_provider(message: Message) -> SendResult:
 
 for _kind in ("api", "portal"):
     register_sender(_kind, send_without_provider)
+
+
+def post_json(
+    provider: str, url: str, payload: dict, *, headers: dict[str, str] | None = None
+) -> tuple[int, dict]:
+    """POST ``payload`` to a provider's JSON API through the guarded client; returns (status,
+    body). An unreachable provider is a transient ConnectorError; reading the answer is the
+    caller's (see ``refused``)."""
+    import httpx
+
+    from kefu.core import http
+
+    try:
+        response = http.request("POST", url, json=payload, headers=headers or {}, retries=1)
+    except (httpx.TimeoutException, httpx.ConnectError) as exc:
+        raise ConnectorError(
+            f"{provider} unreachable: {type(exc).__name__}", permanent=False
+        ) from exc
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    return response.status_code, body if isinstance(body, dict) else {}
+
+
+def refused(provider: str, status: int, reason: str, code: object = None) -> ConnectorError:
+    """The error for a provider's refusal: 429 and 5xx may pass on retry, other answers not."""
+    transient = status == 429 or status >= 500
+    return ConnectorError(
+        f"{provider} refused the message: {reason or f'HTTP {status}'}",
+        permanent=not transient,
+        provider_code=str(code or status),
+    )

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
-from kefu.connectors.base import ConnectorError, SendResult, register_sender
+from kefu.connectors.base import (
+    ConnectorError,
+    SendResult,
+    post_json,
+    refused,
+    register_sender,
+)
 from kefu.connectors.telegram.config import settings_of
 from kefu.conversations.models import Message
-from kefu.core import http
 
 MAX_TEXT = 4096  # Telegram's limit per message
 
@@ -43,23 +46,8 @@ def _chat_id(message: Message) -> int:
 
 
 def _call(url: str, payload: dict[str, Any]) -> dict[str, Any]:
-    """POST to the Bot API; maps its answers to ConnectorError (transient or permanent)."""
-    try:
-        response = http.request("POST", url, json=payload, retries=1)
-    except (httpx.TimeoutException, httpx.ConnectError) as exc:
-        raise ConnectorError(
-            f"Telegram unreachable: {type(exc).__name__}", permanent=False
-        ) from exc
-    try:
-        body = response.json()
-    except ValueError:
-        body = {}
-    if response.status_code == 200 and body.get("ok"):
+    """POST to the Bot API; its refusals become ConnectorErrors (transient or permanent)."""
+    status, body = post_json("Telegram", url, payload)
+    if status == 200 and body.get("ok"):
         return body
-    description = str(body.get("description") or f"HTTP {response.status_code}")
-    transient = response.status_code == 429 or response.status_code >= 500
-    raise ConnectorError(
-        f"Telegram refused the message: {description}",
-        permanent=not transient,
-        provider_code=str(body.get("error_code") or response.status_code),
-    )
+    raise refused("Telegram", status, str(body.get("description") or ""), body.get("error_code"))

@@ -10,13 +10,17 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-import httpx
 from django.utils import timezone
 
-from kefu.connectors.base import ConnectorError, SendResult, register_sender
+from kefu.connectors.base import (
+    ConnectorError,
+    SendResult,
+    post_json,
+    refused,
+    register_sender,
+)
 from kefu.connectors.whatsapp.config import settings_of
 from kefu.conversations.models import Conversation, Message
-from kefu.core import http
 
 WINDOW = timedelta(hours=24)
 # Graph API error codes that retrying cannot fix (see Meta's error code reference).
@@ -74,25 +78,10 @@ def _template(template: dict) -> dict:
 
 
 def _call(url: str, token: str, payload: dict[str, Any]) -> dict[str, Any]:
-    try:
-        response = http.request(
-            "POST", url, json=payload, headers={"Authorization": f"Bearer {token}"}, retries=1
-        )
-    except (httpx.TimeoutException, httpx.ConnectError) as exc:
-        raise ConnectorError(
-            f"WhatsApp unreachable: {type(exc).__name__}", permanent=False
-        ) from exc
-    try:
-        body = response.json()
-    except ValueError:
-        body = {}
-    if response.status_code == 200:
+    """POST to the Graph API; its refusals become ConnectorErrors (transient or permanent)."""
+    auth = {"Authorization": f"Bearer {token}"}
+    status, body = post_json("WhatsApp", url, payload, headers=auth)
+    if status == 200:
         return body
-    error = body.get("error") if isinstance(body.get("error"), dict) else {}
-    code = str(error.get("code") or response.status_code)
-    transient = response.status_code == 429 or response.status_code >= 500
-    raise ConnectorError(
-        f"WhatsApp refused the message: {error.get('message') or f'HTTP {response.status_code}'}",
-        permanent=not transient,
-        provider_code=code,
-    )
+    error = body["error"] if isinstance(body.get("error"), dict) else {}
+    raise refused("WhatsApp", status, str(error.get("message") or ""), error.get("code"))

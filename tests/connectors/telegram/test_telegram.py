@@ -4,8 +4,6 @@ HTTP server that answers as the Bot API documents."""
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ from kefu.connectors.telegram import config, outbound
 from kefu.conversations import actions
 from kefu.conversations.models import Conversation, Message
 from kefu.customers.models import Identity
+from tests.connectors.fakes import JsonHandler, serving
 from tests.factories import AgentFactory, InboxFactory
 
 pytestmark = pytest.mark.django_db
@@ -27,14 +26,14 @@ def fixture(name: str) -> bytes:
     return (FIXTURES / f"{name}.json").read_bytes()
 
 
-class BotApi(BaseHTTPRequestHandler):
+class BotApi(JsonHandler):
     """Answers sendMessage, getFile and file downloads as api.telegram.org does."""
 
     calls: list = []
     refuse_with: tuple[int, dict] | None = None
 
     def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        body = self._body()
         BotApi.calls.append((self.path, body))
         if BotApi.refuse_with:
             status, answer = BotApi.refuse_with
@@ -54,34 +53,15 @@ class BotApi(BaseHTTPRequestHandler):
                 200, {"ok": True, "result": {"file_id": "x", "file_path": "photos/file_7.jpg"}}
             )
         if self.path.endswith("/photos/file_7.jpg"):
-            self.send_response(200)
-            self.send_header("Content-Length", "9")
-            self.end_headers()
-            self.wfile.write(b"JPEGBYTES")
-            return None
+            return self._bytes(b"JPEGBYTES")
         self._json(404, {"ok": False, "error_code": 404, "description": "Not Found"})
-
-    def _json(self, status, answer):
-        raw = json.dumps(answer).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
-
-    def log_message(self, *args):
-        pass
 
 
 @pytest.fixture
 def bot_api(settings):
-    settings.KEFU_HTTP_ALLOW_PRIVATE = ["127.0.0.1/32"]
     BotApi.calls, BotApi.refuse_with = [], None
-    server = ThreadingHTTPServer(("127.0.0.1", 0), BotApi)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with serving(BotApi, settings) as base:
+        yield base
 
 
 @pytest.fixture

@@ -7,10 +7,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
 import time
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,7 @@ from kefu.connectors.base import ConnectorError
 from kefu.connectors.whatsapp import config, outbound
 from kefu.conversations import actions
 from kefu.conversations.models import Conversation, Message
+from tests.connectors.fakes import JsonHandler, serving
 from tests.factories import AgentFactory, InboxFactory
 
 pytestmark = pytest.mark.django_db
@@ -50,12 +49,12 @@ def signed(body: bytes, secret: str = APP_SECRET) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-class GraphApi(BaseHTTPRequestHandler):
+class GraphApi(JsonHandler):
     calls: list = []
     refuse_with: tuple[int, dict] | None = None
 
     def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        body = self._body()
         GraphApi.calls.append((self.path, self.headers.get("Authorization"), body))
         if GraphApi.refuse_with:
             return self._json(*GraphApi.refuse_with)
@@ -76,33 +75,15 @@ class GraphApi(BaseHTTPRequestHandler):
                 },
             )
         if self.path == "/media/blob":
-            self.send_response(200)
-            self.send_header("Content-Length", "8")
-            self.end_headers()
-            self.wfile.write(b"JPEGDATA")
-            return None
+            return self._bytes(b"JPEGDATA")
         self._json(404, {"error": {"message": "Unknown path", "code": 100}})
-
-    def _json(self, status, answer):
-        raw = json.dumps(answer).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
-
-    def log_message(self, *args):
-        pass
 
 
 @pytest.fixture
 def graph_api(settings):
-    settings.KEFU_HTTP_ALLOW_PRIVATE = ["127.0.0.1/32"]
     GraphApi.calls, GraphApi.refuse_with = [], None
-    server = ThreadingHTTPServer(("127.0.0.1", 0), GraphApi)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v21.0"
-    server.shutdown()
+    with serving(GraphApi, settings) as base:
+        yield f"{base}/v21.0"
 
 
 @pytest.fixture
