@@ -85,7 +85,7 @@ def _message_row(engine: Engine, pk: int, conversation_id: int, inbox_id: int, s
         conversation_id,
         inbox_id,
         connection.ops.adapt_datetimefield_value(sent_at),
-        engine.encode(message_document(subject, text), pk),
+        engine.encode(message_document(subject, text), pk, inbox_id),
     )
 
 
@@ -364,9 +364,17 @@ def resync_conversations(conversation_ids: Iterable[int]) -> int:
         Q(conversation_id__in=ids)
         | Q(pk__in=MessageEntry.objects.filter(conversation_id__in=ids).values("pk"))
     ).values_list("conversation_id", "conversation__inbox_id", "pk")
-    rows = [(c, i, m, c, i) for c, i, m in moved]
+    # On PostgreSQL the document carries the inbox as a lexeme too (engines.inbox_lexeme).
+    postgres = connection.vendor == "postgresql"
+    rows = [(c, i, *([i] if postgres else []), m, c, i) for c, i, m in moved]
+    document = (
+        ", document = ts_delete(document, '#i:' || inbox_id) "
+        "|| array_to_tsvector(ARRAY['#i:' || %s])"
+        if postgres
+        else ""
+    )
     sql = (
-        f"UPDATE {MESSAGE_TABLE} SET conversation_id = %s, inbox_id = %s "  # noqa: S608
+        f"UPDATE {MESSAGE_TABLE} SET conversation_id = %s, inbox_id = %s{document} "  # noqa: S608
         "WHERE message_id = %s AND (conversation_id <> %s OR inbox_id <> %s)"
     )
     with transaction.atomic(), connection.cursor() as cursor:

@@ -151,6 +151,19 @@ def test_a_merge_into_another_inbox_moves_the_scope(agent, committed):
     assert hits(agent, "saucepans") == []
     entry = MessageEntry.objects.get(pk=source.message.pk)
     assert (entry.conversation_id, entry.inbox_id) == (target.conversation.pk, theirs.pk)
+    # Someone who sees the target inbox finds it there (on PostgreSQL through the document's
+    # inbox lexeme, rewritten by the move).
+    theirs_agent = AgentFactory()
+    InboxMembership.objects.create(inbox=theirs, agent=theirs_agent)
+    assert hits(theirs_agent, "saucepans") == [target.conversation.pk]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT tsvector_to_array(document) FROM search_messageentry WHERE message_id = %s",
+                [source.message.pk],
+            )
+            lexemes = cursor.fetchone()[0]
+        assert [x for x in lexemes if x.startswith("#i:")] == [f"#i:{theirs.pk}"]
 
 
 def test_unindex_and_deletion_remove_messages(inbox, agent, committed):
