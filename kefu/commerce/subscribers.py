@@ -7,8 +7,11 @@ import threading
 import time
 
 from django.db import close_old_connections, connection
+from django.db.models import Q
 
 from kefu.commerce import actions
+from kefu.commerce.carriers import find_order_numbers, find_tracking_numbers
+from kefu.commerce.models import Order, Shipment
 from kefu.conversations.models import Direction, Message
 from kefu.core.events import DomainEvent, subscribe
 
@@ -52,17 +55,49 @@ def link_orders_in_message(event: DomainEvent) -> None:
 
 
 def link_messages(message_ids: list[int]) -> int:
-    """Link the orders these inbound messages name; returns how many links were made."""
-    messages = Message.objects.select_related("conversation__inbox").filter(
+    """Link the orders these inbound messages name; returns how many links were made.
+
+    Two queries for the whole batch whatever its size (the messages, the candidate orders), and
+    none at all past the first when no message names an order or tracking number; the same
+    rules as ``actions.orders_mentioned`` (an order of the conversation's store or customer).
+    """
+    wanted = []
+    for message in Message.objects.select_related("conversation__inbox").filter(
         pk__in=message_ids, direction=Direction.INBOUND
-    )
-    linked = 0
-    for message in messages:
-        if message.conversation is None:
-            continue
+    ):
         text = f"{message.subject}\n{message.text}"
-        linked += len(actions.link_mentioned_orders(conversation=message.conversation, text=text))
+        numbers = find_order_numbers(text)
+        written = set(numbers) | {f"#{n}" for n in numbers}
+        tracking = {m.number for m in find_tracking_numbers(text)}
+        if written or tracking:
+            wanted.append((message.conversation, written, tracking))
+    if not wanted:
+        return 0
+    orders, tracked = _candidates(wanted)
+    linked = 0
+    for conversation, written, tracking in wanted:
+        store_id = conversation.store_id or conversation.inbox.store_id
+        for order in orders:
+            owned = order.customer_id == conversation.customer_id or order.store_id == store_id
+            named = order.number in written or order.external_id in written
+            if owned and (named or tracked.get(order.pk, set()) & tracking):
+                linked += actions.link_order(conversation=conversation, order=order, actor=None)
     return linked
+
+
+def _candidates(wanted: list) -> tuple[list[Order], dict[int, set[str]]]:
+    written = set().union(*(w for _, w, _ in wanted))
+    tracking = set().union(*(t for _, _, t in wanted))
+    stores = {c.store_id or c.inbox.store_id for c, _, _ in wanted} - {None}
+    customers = {c.customer_id for c, _, _ in wanted}
+    tracked: dict[int, set[str]] = {}
+    for order_id, number in Shipment.objects.filter(tracking_number__in=tracking).values_list(
+        "order_id", "tracking_number"
+    ):
+        tracked.setdefault(order_id, set()).add(number)
+    named = Q(number__in=written) | Q(external_id__in=written) | Q(pk__in=tracked)
+    owners = Q(store_id__in=stores) | Q(customer_id__in=customers)
+    return list(Order.objects.filter(owners, named)[:500]), tracked
 
 
 def _run() -> None:
