@@ -183,3 +183,43 @@ def test_a_colleague_typing_in_the_same_conversation_is_shown(asgi_server, team,
         "[data-presence]:has-text('Ada is typing a reply')", timeout=LIVE_WITHIN_MS
     )
     assert ada.problems == [] and bea.problems == []
+
+
+def test_keyboard_shortcuts_move_open_and_compose_and_the_help_lists_them(
+    asgi_server, team, browser
+):
+    first = submit(asgi_server, team, "e2e-7", "First question")["conversation_id"]
+    second = submit(asgi_server, team, "e2e-8", "Second question")["conversation_id"]
+    page = quiet(watched_page(browser))
+    sign_in(page, asgi_server.url, "ada", PASSWORD)
+    page.goto(f"{asgi_server.url}/?view=all")
+    page.wait_for_selector(f".ws-row[data-conversation='{second}']")
+
+    # When the agent presses "?", then the help overlay opens; Escape closes it
+    page.keyboard.press("?")
+    assert page.locator("dialog[data-help]").evaluate("d => d.open") is True
+    assert {"j", "k", "r", "n", "a", "?"} <= set(
+        page.locator("dialog[data-help] kbd").all_inner_texts()
+    )
+    page.keyboard.press("Escape")
+    assert page.locator("dialog[data-help]").evaluate("d => d.open") is False
+
+    # When the agent presses j twice and k once, then the first row is selected
+    page.keyboard.press("j")
+    page.keyboard.press("j")
+    page.keyboard.press("k")
+    selected = page.locator(".ws-row.ws-selected")
+    assert selected.count() == 1
+    opened = selected.get_attribute("data-conversation")
+    assert opened in {str(first), str(second)}
+
+    # When Enter is pressed, then that conversation opens; r and n pick the composer's kind
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"**/c/{opened}/")
+    page.keyboard.press("n")
+    assert page.locator("[data-kind-note]").is_checked()
+    assert page.evaluate("document.activeElement.matches('[data-composer-text]')")
+    page.keyboard.press("Escape")
+    page.keyboard.press("r")
+    assert page.locator("[data-kind-reply]").is_checked()
+    assert page.problems == []
