@@ -27,6 +27,9 @@ At scale (docs/deploy.md)
                                 KEFU_REDIS_URL is set); run as many as the load needs
 
 Administration
+  configure_channel --inbox N key=value ...
+                                store a Telegram, WhatsApp or email inbox's settings
+                                (env:NAME reads a secret from the environment)
   migrate                       apply database migrations
   createsuperuser               create an admin login
   changepassword USERNAME       set a login's password

@@ -39,7 +39,7 @@ def test_kefu_help_all_lists_every_command(fresh_env):
 
     assert done.returncode == 0, done.stderr
     core = done.stdout.split("[core]")[1].split("[")[0].split()
-    assert core == ["demo", "run", "serve", "token", "worker"]
+    assert core == ["configure_channel", "demo", "run", "serve", "token", "worker"]
     assert "migrate" in done.stdout
 
 
