@@ -85,12 +85,26 @@ def client_address(request: HttpRequest) -> str:
     (counted from the right of X-Forwarded-For: entries further left are the client's to forge).
     An IPv6 address counts as its /64 network, which one subscriber usually holds whole.
     """
-    address = request.META.get("REMOTE_ADDR", "")
+    return _client(
+        request.META.get("REMOTE_ADDR", ""), request.META.get("HTTP_X_FORWARDED_FOR", "")
+    )
+
+
+def scope_client_address(scope: dict) -> str:
+    """``client_address`` for an ASGI scope (a websocket has no HttpRequest)."""
+    client = scope.get("client") or ("", 0)
+    forwarded = ""
+    for name, value in scope.get("headers") or ():
+        if name == b"x-forwarded-for":
+            forwarded = value.decode("latin-1")
+    return _client(str(client[0] or ""), forwarded)
+
+
+def _client(remote: str, forwarded_header: str) -> str:
+    address = remote
     proxies = settings.KEFU_TRUSTED_PROXIES
     if proxies:
-        forwarded = [
-            part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")
-        ]
+        forwarded = [part.strip() for part in forwarded_header.split(",")]
         forwarded = [part for part in forwarded if part]
         if len(forwarded) >= proxies:
             address = forwarded[-proxies]

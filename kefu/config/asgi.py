@@ -11,13 +11,21 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from kefu.config.routing import websocket_urlpatterns  # noqa: E402
-
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi,
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-        ),
-    }
+from kefu.config.routing import (  # noqa: E402
+    websocket_urlpatterns,
+    widget_websocket_urlpatterns,
 )
+
+agent_sockets = AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+
+
+async def websockets(scope, receive, send):  # type: ignore[no-untyped-def]
+    """The chat widget's sockets come from shops' origins; every other socket from kefu's."""
+    if scope["path"].startswith("/ws/chat/"):
+        return await widget_sockets(scope, receive, send)
+    return await agent_sockets(scope, receive, send)
+
+
+widget_sockets = URLRouter(widget_websocket_urlpatterns)
+
+application = ProtocolTypeRouter({"http": django_asgi, "websocket": websockets})

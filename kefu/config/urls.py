@@ -5,6 +5,7 @@ from django.urls import include, path
 
 from kefu.accounts.views import SignInView
 from kefu.config.api import api
+from kefu.connectors.chat import views as chat_views
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -41,6 +42,8 @@ urlpatterns = [
     path("connectors/telegram/", include("kefu.connectors.telegram.urls")),
     path("connectors/whatsapp/", include("kefu.connectors.whatsapp.urls")),
     path("connectors/email/", include("kefu.connectors.email.urls")),
+    path("connectors/chat/", include("kefu.connectors.chat.urls")),
+    path("chat/widget.js", chat_views.widget_js, name="chat_widget_js"),
     # The agent workspace owns the root: the inbox is the page agents live in.
     path("", include("kefu.workspace.urls")),
 ]

@@ -8,6 +8,7 @@ import asyncio
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.core.cache import cache
 
 from kefu.accounts.models import Agent
 from kefu.conversations.selectors import conversations_visible_to, visible_inbox_ids
@@ -15,11 +16,22 @@ from kefu.workspace.realtime import agent_group, inbox_group, remember_consumer_
 
 
 @database_sync_to_async
-def _inbox_groups(agent_id: int) -> list[str]:
+def _inbox_ids(agent_id: int) -> list[int]:
     agent = Agent.objects.filter(pk=agent_id, is_active=True).first()
     if agent is None:
         return []
-    return [inbox_group(i) for i in visible_inbox_ids(agent)]
+    return list(visible_inbox_ids(agent))
+
+
+# An inbox counts as staffed (the chat widget says "we usually answer within minutes" rather
+# than "leave a message") while an agent who sees it has the workspace open; the page pings
+# every 30 s.
+STAFFED_SECONDS = 90
+
+
+async def _mark_staffed(inbox_ids: list[int]) -> None:
+    if inbox_ids:
+        await cache.aset_many({f"chat.staffed.{i}": 1 for i in inbox_ids}, timeout=STAFFED_SECONDS)
 
 
 @database_sync_to_async
@@ -44,6 +56,7 @@ class WorkspaceConsumer(AsyncJsonWebsocketConsumer):
     conversation the agent may not see is ignored, like anything else it sends."""
 
     groups_joined: list[str]
+    inbox_ids: list[int]
     watching: int | None = None
     display_name: str = ""
 
@@ -59,7 +72,9 @@ class WorkspaceConsumer(AsyncJsonWebsocketConsumer):
         await self._join()
 
     async def _join(self) -> None:
-        wanted = [agent_group(self.agent_id), *await _inbox_groups(self.agent_id)]
+        self.inbox_ids = await _inbox_ids(self.agent_id)
+        await _mark_staffed(self.inbox_ids)
+        wanted = [agent_group(self.agent_id), *(inbox_group(i) for i in self.inbox_ids)]
         for group in set(self.groups_joined) - set(wanted):
             await self.channel_layer.group_discard(group, self.channel_name)
         for group in set(wanted) - set(self.groups_joined):
@@ -76,6 +91,9 @@ class WorkspaceConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_discard(group, self.channel_name)
 
     async def receive_json(self, content: object, **kwargs: object) -> None:
+        if isinstance(content, dict) and content.get("type") == "ping":
+            await _mark_staffed(getattr(self, "inbox_ids", []))
+            return
         if not isinstance(content, dict) or content.get("type") != "presence":
             return
         conversation_id, state = content.get("id"), content.get("state")

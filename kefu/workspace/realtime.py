@@ -114,7 +114,8 @@ def remember_consumer_loop(loop: asyncio.AbstractEventLoop) -> None:
     _pusher.consumer_loop = loop
 
 
-def _send(group: str, message: dict) -> None:
+def send_to_group(group: str, message: dict) -> None:
+    """Queue a push to a channel-layer group (sent within FLUSH_DELAY, duplicates dropped)."""
     frozen = {
         key: tuple(sorted(value.items())) if isinstance(value, dict) else value
         for key, value in message.items()
@@ -131,7 +132,9 @@ def push_conversation(kind: str, conversation_id: int, inbox_id: int | None) -> 
         )
         if inbox_id is None:
             return
-    _send(inbox_group(inbox_id), {"type": "push", "event": {"type": kind, "id": conversation_id}})
+    send_to_group(
+        inbox_group(inbox_id), {"type": "push", "event": {"type": kind, "id": conversation_id}}
+    )
 
 
 def _on_conversation_event(event: DomainEvent) -> None:
@@ -153,7 +156,7 @@ def _on_merge(event: DomainEvent) -> None:
 def _on_access_changed(event: DomainEvent) -> None:
     agent_id = event.payload.get("agent_id")
     if agent_id is not None:
-        _send(agent_group(agent_id), {"type": "access.changed"})
+        send_to_group(agent_group(agent_id), {"type": "access.changed"})
 
 
 for _name in CONVERSATION_EVENTS:

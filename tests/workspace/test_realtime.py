@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import json
 
 import pytest
-from asgiref.testing import ApplicationCommunicator
 from channels.db import database_sync_to_async
 from channels.routing import URLRouter
 from django.contrib.auth.models import AnonymousUser
@@ -19,37 +17,11 @@ from kefu.conversations.inbound import InboundMessage
 from kefu.conversations.models import InboxMembership
 from kefu.conversations.pipeline import receive_message
 from tests.factories import AgentFactory, InboxFactory
+from tests.websockets import WebsocketCommunicator, received
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 APP = URLRouter(websocket_urlpatterns)
-
-
-class WebsocketCommunicator(ApplicationCommunicator):
-    """The websocket side of ASGI, spoken directly (channels.testing needs daphne)."""
-
-    def __init__(self, app, path: str) -> None:
-        super().__init__(
-            app, {"type": "websocket", "path": path, "headers": [], "subprotocols": []}
-        )
-
-    async def connect(self, timeout: float = 2) -> tuple[bool, int | None]:
-        await self.send_input({"type": "websocket.connect"})
-        answer = await self.receive_output(timeout)
-        if answer["type"] == "websocket.close":
-            return False, answer.get("code")
-        return True, None
-
-    async def send_json_to(self, data: dict) -> None:
-        await self.send_input({"type": "websocket.receive", "text": json.dumps(data)})
-
-    async def receive_json_from(self, timeout: float = 1) -> dict:
-        answer = await self.receive_output(timeout)
-        return json.loads(answer["text"])
-
-    async def disconnect(self, code: int = 1000) -> None:
-        await self.send_input({"type": "websocket.disconnect", "code": code})
-        await self.wait(1)
 
 
 async def connect(user) -> WebsocketCommunicator:
@@ -67,15 +39,6 @@ def write(inbox, external_id="m-1"):
             external_id=external_id, identities=[("email", "ana@example.com")], text="Hello"
         ),
     ).conversation
-
-
-async def received(communicator, timeout=1.0) -> list[dict]:
-    """Everything pushed until the socket stays quiet (``timeout`` first, then 0.2 s)."""
-    events = []
-    while not await communicator.receive_nothing(timeout=timeout):
-        events.append(await communicator.receive_json_from())
-        timeout = 0.2
-    return events
 
 
 def test_a_member_hears_of_new_and_changed_conversations_an_outsider_never(agent, inbox):

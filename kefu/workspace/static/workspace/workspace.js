@@ -223,6 +223,10 @@
       text.addEventListener("keydown", onComposerKey);
       text.addEventListener("input", onTyping);
     }
+    // "Someone is here": the chat widget offers live chat rather than a message for later.
+    setInterval(function () {
+      if (socket && socket.readyState === 1) socket.send(JSON.stringify({ type: "ping" }));
+    }, 30000);
     if (conversationId() !== null) {
       setInterval(function () { announce("viewing"); showPresence(); }, PRESENCE_EVERY);
       window.addEventListener("pagehide", function () { announce("left"); });

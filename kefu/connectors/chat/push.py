@@ -1,0 +1,47 @@
+"""Changes to chat conversations become hints to the visitor's sockets (``chat.sync``).
+
+``conversation.updated`` follows every reply, read mark and status change; for a chat inbox's
+conversation, the visitor's sockets are told to read what is new. Which inboxes are chat inboxes
+is remembered for a few seconds, so the hook costs nothing on other channels' traffic.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from kefu.conversations.models import Inbox, InboxKind
+from kefu.core.events import DomainEvent, subscribe
+from kefu.workspace.realtime import send_to_group
+
+CHAT_INBOXES_SECONDS = 10.0
+_memo: tuple[float, frozenset[int]] = (0.0, frozenset())
+_memo_lock = threading.Lock()
+
+
+def chat_inbox_ids() -> frozenset[int]:
+    global _memo
+    expires, ids = _memo
+    if expires > time.monotonic():
+        return ids
+    ids = frozenset(Inbox.objects.filter(kind=InboxKind.CHAT).values_list("pk", flat=True))
+    with _memo_lock:
+        _memo = (time.monotonic() + CHAT_INBOXES_SECONDS, ids)
+    return ids
+
+
+def forget_chat_inboxes() -> None:
+    global _memo
+    with _memo_lock:
+        _memo = (0.0, frozenset())
+
+
+@subscribe("conversation.updated")
+def hint_visitor(event: DomainEvent) -> None:
+    from kefu.connectors.chat.consumers import chat_group
+
+    conversation_id = event.payload.get("conversation_id")
+    inbox_id = event.payload.get("inbox_id")
+    if conversation_id is None or inbox_id not in chat_inbox_ids():
+        return
+    send_to_group(chat_group(conversation_id), {"type": "chat.sync", "id": conversation_id})
