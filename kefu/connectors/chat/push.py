@@ -2,13 +2,16 @@
 
 ``conversation.updated`` follows every reply, read mark and status change; for a chat inbox's
 conversation, the visitor's sockets are told to read what is new. Which inboxes are chat inboxes
-is remembered for a few seconds, so the hook costs nothing on other channels' traffic.
+is remembered for a few seconds (forgotten at once in the process that changes an inbox), so
+the hook costs nothing on other channels' traffic.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+
+from django.db.models.signals import post_delete, post_save
 
 from kefu.conversations.models import Inbox, InboxKind
 from kefu.core.events import DomainEvent, subscribe
@@ -30,10 +33,14 @@ def chat_inbox_ids() -> frozenset[int]:
     return ids
 
 
-def forget_chat_inboxes() -> None:
+def forget_chat_inboxes(**kwargs: object) -> None:
     global _memo
     with _memo_lock:
         _memo = (0.0, frozenset())
+
+
+for _signal in (post_save, post_delete):
+    _signal.connect(forget_chat_inboxes, sender=Inbox, dispatch_uid=f"chat-inboxes-{_signal}")
 
 
 @subscribe("conversation.updated")

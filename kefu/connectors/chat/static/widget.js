@@ -49,7 +49,7 @@
   var CSS = [
     ":host{all:initial}",
     ".k{position:fixed;bottom:20px;inset-inline-end:20px;z-index:2147483000;font:14px/1.4 system-ui,-apple-system,'Segoe UI',Roboto,'Noto Sans','PingFang SC','Microsoft YaHei',Tahoma,sans-serif;color:#1c1f23}",
-    ".launch{width:56px;height:56px;border-radius:50%;border:0;background:#1f5eff;color:#fff;cursor:pointer;box-shadow:0 4px 14px rgba(0,0,0,.25);font-size:26px}",
+    ".launch{width:56px;height:56px;border-radius:50%;border:0;background:#1f5eff;color:#fff;cursor:pointer;box-shadow:0 4px 14px rgba(0,0,0,.25);display:grid;place-items:center}",
     ".panel{position:absolute;bottom:70px;inset-inline-end:0;width:340px;max-width:calc(100vw - 40px);height:480px;max-height:calc(100vh - 110px);display:flex;flex-direction:column;background:#fff;border-radius:12px;box-shadow:0 8px 30px rgba(0,0,0,.25);overflow:hidden}",
     ".panel[hidden],.prechat[hidden],.typing[hidden],.composer[hidden]{display:none}",
     ".head{background:#1f5eff;color:#fff;padding:12px 14px;display:flex;align-items:center;gap:8px}",
@@ -68,7 +68,7 @@
     ".composer{display:flex;gap:6px;padding:8px;border-top:1px solid #e2e5ea;align-items:flex-end}",
     ".composer textarea{flex:1;resize:none;border:1px solid #c9ced6;border-radius:6px;padding:8px;font:inherit;max-height:120px}",
     "button.send,button.start{background:#1f5eff;color:#fff;border:0;border-radius:6px;padding:8px 12px;cursor:pointer;font:inherit}",
-    "button.attach{background:none;border:0;font-size:18px;cursor:pointer;padding:6px}",
+    "button.attach{background:none;border:0;cursor:pointer;padding:6px;color:#5b6370;display:grid;place-items:center}",
     ".note{padding:6px 12px;font-size:12px;color:#8a1c1c;background:#fff4f4}.note[hidden]{display:none}"
   ].join("");
 
@@ -79,6 +79,25 @@
     if (cls) node.className = cls;
     Object.keys(attrs || {}).forEach(function (name) { node.setAttribute(name, attrs[name]); });
     return node;
+  }
+
+  // Drawn, not typed: an emoji font may be missing on the visitor's system.
+  function icon(path) {
+    var NS = "http://www.w3.org/2000/svg";
+    var svg = document.createElementNS(NS, "svg");
+    svg.setAttribute("viewBox", "0 0 24 24");
+    svg.setAttribute("width", "24");
+    svg.setAttribute("height", "24");
+    svg.setAttribute("aria-hidden", "true");
+    var line = document.createElementNS(NS, "path");
+    line.setAttribute("d", path);
+    line.setAttribute("fill", "none");
+    line.setAttribute("stroke", "currentColor");
+    line.setAttribute("stroke-width", "2");
+    line.setAttribute("stroke-linejoin", "round");
+    line.setAttribute("stroke-linecap", "round");
+    svg.appendChild(line);
+    return svg;
   }
 
   function build() {
@@ -96,7 +115,7 @@
     }
     var box = els.box = el("div", "k");
     els.launch = el("button", "launch", { type: "button", "data-kefu": "launch", "aria-expanded": "false" });
-    els.launch.textContent = "\u{1F4AC}";
+    els.launch.appendChild(icon("M4 4h16a1 1 0 0 1 1 1v11a1 1 0 0 1-1 1H9l-5 4v-4H4a1 1 0 0 1-1-1V5a1 1 0 0 1 1-1z"));
     els.panel = el("section", "panel", { "data-kefu": "panel", role: "dialog" });
     els.panel.hidden = true;
     var head = el("div", "head");
@@ -124,7 +143,7 @@
     els.composer = el("form", "composer", { "data-kefu": "composer" });
     els.file = el("input", "", { type: "file", hidden: "" });
     els.attach = el("button", "attach", { type: "button", "data-kefu": "attach" });
-    els.attach.textContent = "\u{1F4CE}";
+    els.attach.appendChild(icon("M12 5v14M5 12h14"));
     els.text = el("textarea", "", { rows: "1", "data-kefu": "text", maxlength: "5000" });
     els.send = el("button", "send", { type: "submit", "data-kefu": "send" });
     [els.file, els.attach, els.text, els.send].forEach(function (node) { els.composer.appendChild(node); });
@@ -205,10 +224,10 @@
       var line = el("small");
       if (file.url) {
         var link = el("a", "", { href: BASE.origin + file.url + "?t=" + encodeURIComponent(state.token || ""), target: "_blank", rel: "noopener" });
-        link.textContent = "\u{1F4CE} " + file.name;
+        link.textContent = "\u2193 " + file.name;
         line.appendChild(link);
       } else {
-        line.textContent = "\u{1F4CE} " + file.name + (file.refused ? " (" + t("refused") + ")" : "");
+        line.textContent = file.name + (file.refused ? " (" + t("refused") + ")" : "");
       }
       node.appendChild(line);
     });
