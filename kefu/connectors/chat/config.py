@@ -13,6 +13,7 @@ for their own conversations only (see ``visitors``).
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass, field
 
@@ -64,6 +65,20 @@ def settings_of(inbox: Inbox) -> ChatSettings:
     )
 
 
+INTEGER_KEYS = ("offline_email_inbox_id", "max_attachment_bytes", "new_conversations_per_hour")
+
+
+def _greeting(raw: str) -> dict[str, str]:
+    """``{"en": "Hi!", "zh-hans": "您好！"}`` as JSON, or plain text for every language."""
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        return {"en": raw}
+    if not isinstance(parsed, dict):
+        raise ValueError("greeting must be text or a JSON object of language: text")
+    return {str(k).lower(): str(v) for k, v in parsed.items()}
+
+
 def new_widget_key() -> str:
     return f"wk_{secrets.token_urlsafe(18)}"
 
@@ -74,6 +89,10 @@ def configure(inbox: Inbox, **values: object) -> None:
     for key, value in values.items():
         if key == "allowed_origins" and isinstance(value, str):
             value = [o.strip() for o in value.split(",") if o.strip()]
+        elif key == "greeting" and isinstance(value, str):
+            value = _greeting(value)
+        elif key in INTEGER_KEYS and value not in (None, ""):
+            value = int(str(value))
         config[key] = value
     config.setdefault("widget_key", new_widget_key())
     inbox.config = config

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import post_delete, post_save, pre_save
 
 from kefu.conversations.models import Inbox, InboxKind
 from kefu.core.events import DomainEvent, subscribe
@@ -39,6 +39,16 @@ def forget_chat_inboxes(**kwargs: object) -> None:
         _memo = (0.0, frozenset())
 
 
+def ensure_widget_key(sender: type, instance: Inbox, **kwargs: object) -> None:
+    """Every chat inbox has its widget key from the start, however it was made (back office,
+    API, demo data), so its snippet works at once."""
+    from kefu.connectors.chat.config import new_widget_key
+
+    if instance.kind == InboxKind.CHAT and not (instance.config or {}).get("widget_key"):
+        instance.config = {**(instance.config or {}), "widget_key": new_widget_key()}
+
+
+pre_save.connect(ensure_widget_key, sender=Inbox, dispatch_uid="chat-widget-key")
 for _signal in (post_save, post_delete):
     _signal.connect(forget_chat_inboxes, sender=Inbox, dispatch_uid=f"chat-inboxes-{_signal}")
 

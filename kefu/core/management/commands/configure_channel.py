@@ -15,14 +15,12 @@ from kefu.conversations.models import Inbox, InboxKind
 
 
 def _configurers() -> dict[str, tuple[Callable[..., None], set[str]]]:
+    from kefu.connectors.chat import config as chat
     from kefu.connectors.email import config as email
     from kefu.connectors.telegram import config as telegram
     from kefu.connectors.whatsapp import config as whatsapp
 
-    email_keys = {
-        "address", "ingest_token", "smtp_host", "smtp_port", "smtp_security", "smtp_user",
-        "smtp_password",
-    }  # fmt: skip
+    email_keys = set(email.KEYS)
     return {
         InboxKind.TELEGRAM: (telegram.configure, {"bot_token", "webhook_secret", "api_base"}),
         InboxKind.WHATSAPP: (
@@ -30,6 +28,16 @@ def _configurers() -> dict[str, tuple[Callable[..., None], set[str]]]:
             {"phone_number_id", "api_base", "app_secret", "verify_token", "access_token"},
         ),
         InboxKind.EMAIL: (email.configure, email_keys),
+        InboxKind.CHAT: (
+            chat.configure,
+            {
+                "allowed_origins",
+                "greeting",
+                "offline_email_inbox_id",
+                "max_attachment_bytes",
+                "new_conversations_per_hour",
+            },
+        ),
         InboxKind.MARKETPLACE: (email.configure, email_keys),
     }
 
@@ -39,7 +47,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--inbox", type=int, required=True, help="the inbox id")
-        parser.add_argument("settings", nargs="+", help="key=value pairs")
+        parser.add_argument("settings", nargs="*", help="key=value pairs")
 
     def handle(self, *args: object, **options: object) -> None:
         inbox = Inbox.objects.filter(pk=int(str(options["inbox"]))).first()
@@ -56,7 +64,10 @@ class Command(BaseCommand):
             raise CommandError(
                 f"unknown setting(s) {', '.join(unknown)}; {inbox.kind} takes {takes}"
             )
-        configure(inbox, **values)
+        try:
+            configure(inbox, **values)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
         inbox.save(update_fields=["config"])
         self.stdout.write(f"inbox {inbox.pk} ({inbox.kind}): {', '.join(sorted(values))} stored")
 

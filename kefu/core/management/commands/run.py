@@ -65,10 +65,20 @@ class Command(BaseCommand):
             for username, password, role in logins:
                 write(f"    {username:<6} / {password}   ({role})")
         write(f"  API: {url}/api/v1/docs   token: kefu token create --user NAME")
+        for name, key in _chat_widgets():
+            write(f"  Chat widget ({name}): {url}/connectors/chat/{key}/demo")
         if worker is None:
             write("  Background tasks go to Redis: run `kefu worker` beside this process.")
         write(f"  Data: {settings.VAR_DIR}   Stop: Ctrl+C")
         sys.stdout.flush()
+
+
+def _chat_widgets() -> list[tuple[str, str]]:
+    """(name, widget key) of the active chat inboxes, to point at their demo pages."""
+    from kefu.conversations.models import Inbox, InboxKind
+
+    inboxes = Inbox.objects.filter(kind=InboxKind.CHAT, is_active=True).order_by("pk")[:3]
+    return [(inbox.name, str(inbox.config.get("widget_key", ""))) for inbox in inboxes]
 
 
 def _demo_logins() -> list[tuple[str, str, str]]:
