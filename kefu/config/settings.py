@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "kefu.automation",
     "kefu.search",
     "kefu.workspace",
+    "kefu.connectors.email",
 ]
 
 MIDDLEWARE = [
@@ -204,7 +205,9 @@ else:
             "QUEUES": ["default"],
         }
     }
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "kefu.core.channel_layer.ThrottledInMemoryChannelLayer"}
+    }
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # Sign-in failure counters must be shared by every server process (WSGI workers each have their

@@ -62,10 +62,13 @@ class _Pusher:
         # connects). The in-memory channel layer must be used from that loop; sending there
         # also suits the Redis layer. Without sockets in this process, a private loop is used.
         self.consumer_loop: asyncio.AbstractEventLoop | None = None
+        # A push someone is waiting for (a reply to a chat visitor) skips the coalescing delay.
+        self.urgent = False
 
-    def add(self, group: str, message: dict) -> None:
+    def add(self, group: str, message: dict, *, urgent: bool = False) -> None:
         with self.lock:
             self.pending[group].add(tuple(sorted(message.items(), key=lambda i: i[0])))
+            self.urgent = self.urgent or urgent
             if self.thread is None or not self.thread.is_alive():
                 self.thread = threading.Thread(target=self._run, name="kefu-push", daemon=True)
                 self.thread.start()
@@ -75,10 +78,12 @@ class _Pusher:
         private = asyncio.new_event_loop()
         while True:
             self.wake.wait()
-            time.sleep(FLUSH_DELAY)
+            if not self.urgent:
+                time.sleep(FLUSH_DELAY)
             self.wake.clear()
             with self.lock:
                 batch, self.pending = self.pending, defaultdict(set)
+                self.urgent = False
             try:
                 self._send(batch, private)
             except Exception:
@@ -114,13 +119,14 @@ def remember_consumer_loop(loop: asyncio.AbstractEventLoop) -> None:
     _pusher.consumer_loop = loop
 
 
-def send_to_group(group: str, message: dict) -> None:
-    """Queue a push to a channel-layer group (sent within FLUSH_DELAY, duplicates dropped)."""
+def send_to_group(group: str, message: dict, *, urgent: bool = False) -> None:
+    """Queue a push to a channel-layer group (sent within FLUSH_DELAY, duplicates dropped;
+    ``urgent`` sends at once, with whatever else is pending)."""
     frozen = {
         key: tuple(sorted(value.items())) if isinstance(value, dict) else value
         for key, value in message.items()
     }
-    _pusher.add(group, frozen)
+    _pusher.add(group, frozen, urgent=urgent)
 
 
 def push_conversation(kind: str, conversation_id: int, inbox_id: int | None) -> None:

@@ -61,4 +61,6 @@ def hint_visitor(event: DomainEvent) -> None:
     inbox_id = event.payload.get("inbox_id")
     if conversation_id is None or inbox_id not in chat_inbox_ids():
         return
-    send_to_group(chat_group(conversation_id), {"type": "chat.sync", "id": conversation_id})
+    send_to_group(
+        chat_group(conversation_id), {"type": "chat.sync", "id": conversation_id}, urgent=True
+    )

@@ -130,7 +130,9 @@ def _hint(conversation_id: int) -> None:
     from kefu.connectors.chat.consumers import chat_group
     from kefu.workspace.realtime import send_to_group
 
-    send_to_group(chat_group(conversation_id), {"type": "chat.sync", "id": conversation_id})
+    send_to_group(
+        chat_group(conversation_id), {"type": "chat.sync", "id": conversation_id}, urgent=True
+    )
 
 
 @require_GET
