@@ -7,8 +7,13 @@ it knows (GB2312, GBK, Big5, ISO-8859-x, UTF-8, ...), nested multiparts, attachm
   own mail coming back (a loop);
 - the quoted history and the signature are cut from the displayed text (the original stays in
   the metadata);
-- Message-ID is the idempotency key (a hash of the raw mail when there is none), In-Reply-To
-  and References thread the mail into the conversation of the message it answers.
+- Message-ID is the idempotency key (a hash of the raw mail when there is none; the hash is kept
+  in the metadata either way), In-Reply-To and References thread the mail into the conversation
+  of the message it answers;
+- attachments larger than the inbox's limit are recorded as refused (name, size, reason), never
+  dropped silently; calendar parts (invitations) are kept as attachments, not read as the body;
+- marketplace relay mail (Amazon buyer-seller messages, eBay member messages) is recognised
+  and its order numbers extracted (``kefu.connectors.email.relay``).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from email.message import EmailMessage, MIMEPart
 from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
 
+from kefu.connectors.email import relay
 from kefu.conversations.inbound import InboundAttachment, InboundMessage
 
 # Marks mail kefu itself sent, so that it never becomes a conversation when it comes back.
@@ -42,10 +48,14 @@ class InvalidMail(ValueError):
 class ParsedMail:
     message: InboundMessage | None
     skipped: str = ""  # why no message was made: "auto-reply", "bounce", "loop"
+    relay: str = ""  # "amazon" or "ebay" for marketplace relay mail
 
 
-def parse(raw: bytes) -> ParsedMail:
-    """Parse one raw mail. Raises InvalidMail when there is no usable sender."""
+def parse(raw: bytes, *, max_attachment_bytes: int | None = None) -> ParsedMail:
+    """Parse one raw mail. Raises InvalidMail when there is no usable sender.
+
+    Attachments over ``max_attachment_bytes`` come back refused, without their content.
+    """
     mail = BytesParser(policy=policy.default).parsebytes(raw)
     assert isinstance(mail, EmailMessage)
     skipped = _skip_reason(mail)
@@ -53,20 +63,40 @@ def parse(raw: bytes) -> ParsedMail:
         return ParsedMail(None, skipped)
     name, address = _sender(mail)
     text, html, original = _bodies(mail)
+    subject = _header(mail, "Subject")[:300]
+    attachments = _attachments(mail, max_attachment_bytes)
+    digest = hashlib.sha256(raw).hexdigest()
+    metadata: dict = {
+        "email": {"from": address, "sha256": digest, "original_text": original[:50_000]}
+    }
+    refused = [_refusal(item) for item in attachments if item.refused_reason]
+    if refused:
+        metadata["refused_attachments"] = refused
+    found = relay.recognise(address, subject, original or text or html)
+    if found is not None:
+        metadata["marketplace"] = found.as_metadata()
+        metadata["order_numbers"] = list(found.order_numbers)
+    if not (text.strip() or html.strip() or attachments):
+        text = subject or "(no text)"  # an empty mail is still a mail someone sent
     return ParsedMail(
         InboundMessage(
-            external_id=_message_id(mail) or f"sha256:{hashlib.sha256(raw).hexdigest()}",
+            external_id=_message_id(mail) or f"sha256:{digest}",
             identities=[("email", address)],
             text=text,
             html=html,
-            subject=_header(mail, "Subject")[:300],
+            subject=subject,
             customer_name=name,
             sent_at=_date(mail),
             references=_references(mail),
-            attachments=_attachments(mail),
-            metadata={"email": {"from": address, "original_text": original[:50_000]}},
-        )
+            attachments=attachments,
+            metadata=metadata,
+        ),
+        relay=found.platform if found is not None else "",
     )
+
+
+def _refusal(item: InboundAttachment) -> dict:
+    return {"name": item.filename, "size": item.size, "reason": item.refused_reason}
 
 
 def _header(mail: EmailMessage, name: str) -> str:
@@ -158,17 +188,36 @@ def _date(mail: EmailMessage):  # type: ignore[no-untyped-def]
     return moment if moment.tzinfo is not None else None
 
 
-def _attachments(mail: EmailMessage) -> list[InboundAttachment]:
-    found = []
-    for part in mail.iter_attachments():
-        payload = part.get_payload(decode=True)
-        content = bytes(payload) if isinstance(payload, bytes | bytearray) else b""
-        found.append(
-            InboundAttachment(
-                filename=part.get_filename() or "attachment",
-                content_type=part.get_content_type(),
-                content=content,
-                size=len(content),
-            )
-        )
-    return found
+def _attachments(mail: EmailMessage, limit: int | None) -> list[InboundAttachment]:
+    parts = list(mail.iter_attachments())
+    # Calendar invitations sit inside multipart/alternative beside the text, where
+    # iter_attachments does not look: keep them as files, never as the body.
+    parts += [p for p in mail.walk() if _is_calendar(p) and p not in parts]
+    return [_attachment(part, limit) for part in parts]
+
+
+def _is_calendar(part: EmailMessage | MIMEPart) -> bool:
+    return part.get_content_type() in ("text/calendar", "application/ics")
+
+
+def _attachment(part: EmailMessage | MIMEPart, limit: int | None) -> InboundAttachment:
+    payload = part.get_payload(decode=True)
+    content = bytes(payload) if isinstance(payload, bytes | bytearray) else b""
+    default_name = "invite.ics" if _is_calendar(part) else "attachment"
+    item = InboundAttachment(
+        filename=_filename(part) or default_name,
+        content_type=part.get_content_type(),
+        content=content,
+        size=len(content),
+    )
+    if limit is not None and item.size > limit:
+        item.content = None
+        item.refused_reason = f"larger than the inbox limit of {limit} bytes"
+    return item
+
+
+def _filename(part: EmailMessage | MIMEPart) -> str:
+    try:
+        return " ".join(str(part.get_filename() or "").split())
+    except (ValueError, IndexError, TypeError):  # an undecodable RFC 2231 name
+        return ""

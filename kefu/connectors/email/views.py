@@ -16,8 +16,9 @@ from django.views.decorators.http import require_POST
 
 from kefu.connectors.email import inbound
 from kefu.connectors.email.config import settings_of
-from kefu.conversations.actions import receive_message
+from kefu.connectors.email.ingest import store_mail
 from kefu.conversations.models import Inbox, InboxKind
+from kefu.core.errors import InvalidInput
 
 MAX_MAIL = 50 * 1024 * 1024
 
@@ -37,13 +38,12 @@ def inbound_mail(request: HttpRequest, inbox_id: int) -> HttpResponse:
     if len(request.body) > MAX_MAIL:
         return JsonResponse({"detail": f"mail larger than {MAX_MAIL} bytes"}, status=413)
     try:
-        parsed = inbound.parse(request.body)
-    except inbound.InvalidMail as exc:
+        outcome = store_mail(inbox, request.body)
+    except (inbound.InvalidMail, InvalidInput) as exc:
         return JsonResponse({"detail": f"unreadable mail: {exc}"}, status=400)
-    if parsed.message is None:
-        return JsonResponse({"ok": True, "skipped": parsed.skipped})
-    result = receive_message(inbox=inbox, message=parsed.message)
+    if outcome.skipped:
+        return JsonResponse({"ok": True, "skipped": outcome.skipped})
     return JsonResponse(
-        {"ok": True, "created": result.created, "conversation_id": result.conversation.pk},
-        status=202 if result.created else 200,
+        {"ok": True, "created": outcome.created, "conversation_id": outcome.conversation_id},
+        status=202 if outcome.created else 200,
     )
