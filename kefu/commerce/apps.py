@@ -6,7 +6,10 @@ class CommerceConfig(AppConfig):
     label = "commerce"
 
     def ready(self) -> None:
-        # Registers the subscribers and the platform gateways.
-        from kefu.commerce import subscribers  # noqa: F401
-        from kefu.commerce.platforms.shopify import client  # noqa: F401
-        from kefu.commerce.platforms.woocommerce import client as woo  # noqa: F401
+        # Registers the subscribers, the platform gateways and the webhook topics' handlers
+        # (the webhook drain runs in worker processes that never load the URLconf).
+        import kefu.commerce.platforms.shopify.client
+        import kefu.commerce.platforms.shopify.views
+        import kefu.commerce.platforms.woocommerce.client
+        import kefu.commerce.platforms.woocommerce.views
+        import kefu.commerce.subscribers  # noqa: F401

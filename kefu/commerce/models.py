@@ -353,13 +353,25 @@ class ConversationOrder(models.Model):
 
 
 class WebhookDelivery(models.Model):
-    """One platform webhook delivery, keyed by the platform's event id: a repeat is dropped."""
+    """One platform webhook delivery, stored as received and processed off the request path.
+
+    Keyed by the platform's event (delivery) id, so a repeat or a replay is dropped at the door.
+    ``payload`` is the raw body the signature covered. A delivery is pending while
+    ``processed_at`` is empty; a failed attempt records ``error`` and waits until
+    ``next_attempt_at``; after ``webhooks.MAX_ATTEMPTS`` it stays pending, visibly failed, until
+    someone replays it (``webhooks.replay``). Nothing is deleted by processing.
+    """
 
     store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="+")
     platform = models.CharField(max_length=16)
     event_id = models.CharField(max_length=128)
     topic = models.CharField(max_length=64)
+    payload = models.TextField(blank=True)
     received_at = models.DateTimeField(auto_now_add=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
 
     class Meta:
         constraints = [
@@ -367,3 +379,25 @@ class WebhookDelivery(models.Model):
                 fields=["platform", "store", "event_id"], name="webhook_delivery_once"
             ),
         ]
+        indexes = [
+            models.Index(
+                fields=["id"],
+                name="webhook_delivery_pending",
+                condition=models.Q(processed_at__isnull=True),
+            ),
+        ]
+
+
+class CommerceState(models.Model):
+    """Singleton rows of the commerce app's background work: a lease so that one webhook drain
+    runs at a time, and the stamp that lets one periodic tick chain run (``kefu.commerce.jobs``)."""
+
+    name = models.CharField(max_length=32, unique=True)
+    lease_owner = models.CharField(max_length=64, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    dirty = models.BooleanField(default=False)
+    at = models.DateTimeField(null=True, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+
+    def __str__(self) -> str:
+        return self.name

@@ -12,6 +12,14 @@ logger = logging.getLogger(__name__)
 
 
 @task()
+def drain_webhooks() -> int:
+    """Process the stored platform webhooks that are due (see kefu.commerce.webhooks)."""
+    from kefu.commerce import webhooks
+
+    return webhooks.drain()
+
+
+@task()
 def reconcile_store(store_id: int) -> int:
     """Catch up one Shopify store's orders changed since its last sync (see shopify.sync)."""
     from kefu.commerce.platforms import PlatformError

@@ -46,6 +46,16 @@ def make_order(store, *, number=None, email="buyer@example.com", currency="USD",
     return order
 
 
+@pytest.fixture(autouse=True)
+def _fresh_webhook_secrets():
+    """Test databases reuse store ids: forget the secrets an earlier test's store had."""
+    from kefu.commerce import webhooks
+
+    webhooks._secrets.clear()
+    yield
+    webhooks._secrets.clear()
+
+
 def inbound(inbox, text, *, who="buyer@example.com"):
     message = InboundMessage(external_id=f"m-{next(_ids)}", identities=[("email", who)], text=text)
     return receive_message(inbox=inbox, message=message)

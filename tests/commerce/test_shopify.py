@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from kefu.commerce import actions
+from kefu.commerce import actions, webhooks
 from kefu.commerce.models import (
     Order,
     OrderStatus,
@@ -64,9 +64,10 @@ def store(db):
     )  # fmt: skip
 
 
-def deliver(client, store, topic, payload, *, event_id, signature=None):
+def deliver(client, store, topic, payload, *, event_id, signature=None, process=True):
+    """POST a signed delivery; then (``process``) run the webhook drain as a worker would."""
     body = json.dumps(payload).encode()
-    return client.post(
+    answer = client.post(
         f"/commerce/webhooks/shopify/{store.pk}",
         body,
         content_type="application/json",
@@ -77,6 +78,9 @@ def deliver(client, store, topic, payload, *, event_id, signature=None):
             "X-Shopify-Shop-Domain": "bob.myshopify.com",
         },
     )
+    if process:
+        webhooks.drain()
+    return answer
 
 
 def test_the_secret_is_encrypted_at_rest(store):
@@ -155,10 +159,21 @@ def test_fulfillment_and_refund_webhooks(client, store):
     assert Refund.objects.get().external_id == "gid://shopify/Refund/509562969"
 
 
-def test_a_fulfillment_before_its_order_is_refused_for_a_retry(client, store):
-    answer = deliver(client, store, "fulfillments/create", {"id": 1, "order_id": 9}, event_id="f")
-    assert answer.status_code == 422
-    assert not WebhookDelivery.objects.exists()  # the retry will be processed
+def test_a_fulfillment_before_its_order_waits_and_is_retried(client, store):
+    fulfillment = {"id": 1, "order_id": 450789469, "tracking_number": "1Z999AA10123456784"}
+    answer = deliver(client, store, "fulfillments/create", fulfillment, event_id="f")
+    assert answer.json() == {"status": "accepted"}
+    waiting = WebhookDelivery.objects.get()
+    assert (waiting.processed_at, waiting.attempts) == (None, 1)
+    assert waiting.error == "order 450789469 not synced yet"
+    assert waiting.next_attempt_at is not None
+    deliver(client, store, "orders/create", ORDER, event_id="e1")
+    assert not Shipment.objects.exists()  # its retry is not due yet
+    WebhookDelivery.objects.filter(pk=waiting.pk).update(next_attempt_at=None)
+    webhooks.drain()
+    waiting.refresh_from_db()
+    assert waiting.processed_at is not None and waiting.error == ""
+    assert Shipment.objects.get().tracking_number == "1Z999AA10123456784"
 
 
 def test_privacy_topics(client, store):

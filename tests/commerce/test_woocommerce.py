@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from kefu.commerce import actions
+from kefu.commerce import actions, webhooks
 from kefu.commerce.models import Order, OrderStatus, PaymentStatus, Refund, Store
 from kefu.core.errors import Conflict
 
@@ -52,12 +52,15 @@ def store(db):
 
 
 def deliver(client, store, topic, payload, *, delivery, signature=None):
+    """POST a signed delivery, then run the webhook drain as a worker would."""
     body = json.dumps(payload).encode()
-    return client.post(
+    answer = client.post(
         f"/commerce/webhooks/woocommerce/{store.pk}", body, content_type="application/json",
         headers={"X-WC-Webhook-Topic": topic, "X-WC-Webhook-Delivery-ID": delivery,
                  "X-WC-Webhook-Signature": signature if signature is not None else sign(body)},
     )  # fmt: skip
+    webhooks.drain()
+    return answer
 
 
 def test_order_webhooks_sync_and_deduplicate(client, store):
