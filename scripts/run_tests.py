@@ -6,9 +6,10 @@
 3. the suite again at scale: PostgreSQL + Redis (tasks on RQ, channel layer and cache on Redis).
 
 Services: before the scale pass PostgreSQL and Redis are probed; tests marked ``browser`` need
-Chromium at /usr/bin/chromium. With ``CI=true`` a missing service fails the run (Chromium is
-installed from Debian first when running as root); otherwise the part that needs it is skipped
-with a message saying so.
+Chromium at /usr/bin/chromium, the email connector's IMAP tests dovecot at /usr/sbin/dovecot.
+With ``CI=true`` a missing service fails the run (Chromium and dovecot-imapd are installed from
+Debian first when running as root); otherwise the part that needs it is skipped with a message
+saying so.
 
 Environment:
   KEFU_TEST_DATABASE_URL  PostgreSQL for the scale pass (postgres://postgres@127.0.0.1:5432/kefu;
@@ -35,6 +36,7 @@ from urllib.parse import urlsplit, urlunsplit
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 CHROMIUM = os.environ.get("KEFU_CHROMIUM", "/usr/bin/chromium")
+DOVECOT = os.environ.get("KEFU_DOVECOT", "/usr/sbin/dovecot")
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/kefu"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
 # Variables a developer may have exported for `kefu run`; each pass sets its own.
@@ -132,32 +134,40 @@ def redis_problem(url: str) -> str | None:
     return None
 
 
-def ensure_chromium(report: Report) -> None:
-    """CI: Chromium must be there (installed from Debian when root). Elsewhere: say it is not."""
-    if os.access(CHROMIUM, os.X_OK):
-        report.add("chromium", True, f"found at {CHROMIUM}")
+# Debian packages some tests need, each with the program that shows it is installed: Chromium for
+# the browser tests, dovecot for the email connector's IMAP tests.
+SYSTEM_PACKAGES = {"chromium": CHROMIUM, "dovecot-imapd": DOVECOT}
+
+
+def ensure_system_packages(report: Report) -> None:
+    """CI: the packages must be there (installed from Debian when root). Elsewhere: say which
+    are not, and which tests are skipped for it."""
+    missing = [name for name, path in SYSTEM_PACKAGES.items() if not os.access(path, os.X_OK)]
+    for name, path in SYSTEM_PACKAGES.items():
+        if name not in missing:
+            report.add(name, True, f"found at {path}")
+    if not missing:
         return
     if not in_ci():
-        report.add(
-            "chromium",
-            True,
-            f"skipped: browser tests (Chromium not found at {CHROMIUM}; apt-get install chromium)",
-        )
+        for name in missing:
+            path = SYSTEM_PACKAGES[name]
+            report.add(name, True, f"skipped: tests needing {path} (apt-get install {name})")
         return
     if os.geteuid() != 0:
-        report.add("chromium", False, f"CI=true and Chromium missing at {CHROMIUM}; not root")
+        for name in missing:
+            report.add(name, False, f"CI=true and {SYSTEM_PACKAGES[name]} missing; not root")
         return
-    banner("CI: installing Debian's chromium (apt-get)")
+    banner(f"CI: installing Debian's {', '.join(missing)} (apt-get)")
     started = time.monotonic()
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    installed = (
-        subprocess.call(["apt-get", "update", "-q"], env=env) == 0
-        and subprocess.call(["apt-get", "install", "-y", "-q", "chromium"], env=env) == 0
-        and os.access(CHROMIUM, os.X_OK)
-    )
+    subprocess.call(["apt-get", "update", "-q"], env=env)
+    subprocess.call(["apt-get", "install", "-y", "-q", *missing], env=env)
     took = time.monotonic() - started
-    detail = f"installed at {CHROMIUM}" if installed else "apt-get install chromium failed"
-    report.add("chromium", installed, detail, took)
+    for name in missing:
+        path = SYSTEM_PACKAGES[name]
+        installed = os.access(path, os.X_OK)
+        detail = f"installed at {path}" if installed else f"apt-get install {name} failed"
+        report.add(name, installed, detail, took)
 
 
 # --- pytest passes -----------------------------------------------------------------------------
@@ -237,7 +247,7 @@ def main(argv: list[str]) -> int:
     if "lint" in parts:
         run_lint(report)
     if parts & {"embedded", "scale"}:
-        ensure_chromium(report)
+        ensure_system_packages(report)
     if "embedded" in parts:
         run_embedded(report, var_base, options.pytest_args, scale_follows="scale" in parts)
     if "scale" in parts:
