@@ -76,8 +76,12 @@ def parse(raw: bytes, *, max_attachment_bytes: int | None = None) -> ParsedMail:
     if found is not None:
         metadata["marketplace"] = found.as_metadata()
         metadata["order_numbers"] = list(found.order_numbers)
-    if not (text.strip() or html.strip() or attachments):
-        text = subject or "(no text)"  # an empty mail is still a mail someone sent
+        if found.platform == "amazon":
+            text = relay.buyer_words(text)
+    if not (text.strip() or html.strip()):
+        # An empty mail (or one of attachments only) is still a mail someone sent: show its
+        # subject, so the agent sees what it is about.
+        text = subject or ("" if attachments else "(no text)")
     return ParsedMail(
         InboundMessage(
             external_id=_message_id(mail) or f"sha256:{digest}",

@@ -18,6 +18,9 @@ _AMAZON_ORDER = re.compile(r"(?<![\d-])\d{3}-\d{7}-\d{7}(?![\d-])")
 _EBAY_ORDER = re.compile(r"(?<![\d-])\d{2}-\d{5}-\d{5}(?![\d-])")
 _EBAY_ITEM = re.compile(r"(?:item|article|artikel|物品)\D{0,20}?(\d{12})(?!\d)", re.IGNORECASE)
 MAX_NUMBERS = 20
+# Amazon frames the buyer's words: "------------- Message: -------------" ... "------------- End
+# message -------------" (the labels in the marketplace's language).
+_AMAZON_FRAME = re.compile(r"^-{5,}[^\n-]{1,60}-{5,}[ \t]*$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -47,3 +50,12 @@ def recognise(sender: str, subject: str, text: str) -> RelayMail | None:
 
 def _unique(found: list[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(found))[:MAX_NUMBERS]
+
+
+def buyer_words(text: str) -> str:
+    """The buyer's own words inside Amazon's frame; the whole text when there is no frame."""
+    frames = list(_AMAZON_FRAME.finditer(text))
+    if len(frames) < 2:
+        return text
+    inside = text[frames[0].end() : frames[1].start()].strip()
+    return inside or text
