@@ -1,10 +1,12 @@
 """Replies by SMTP: threaded (In-Reply-To, References), text and HTML, attachments, a
-Message-ID of kefu's own (so the customer's answer threads back), and a header marking kefu's
-mail so that it never comes back in as a conversation.
+Message-ID of kefu's own carrying the signed reply token (kefu.connectors.email.tokens, so the
+customer's answer threads back), and a header marking kefu's mail so that it never comes back
+in as a conversation.
 
-Headers are built by Python's email package, which refuses line breaks in header values, and
-every value a person typed (the subject) has its whitespace collapsed first: no header
-injection from any field.
+No header injection from any field: every value that reaches a header (the subject, the inbox's
+name, the recipient, attachment names) has its line breaks and runs of whitespace collapsed
+first, the recipient must be exactly one address, and Python's email package refuses line
+breaks in header values anyway (a refusal is a permanent failure, never a retry loop).
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ import html
 import smtplib
 import ssl
 from email.message import EmailMessage
-from email.utils import formataddr, make_msgid
+from email.utils import formataddr, getaddresses
 
 from kefu.connectors.base import ConnectorError, SendResult, register_sender
+from kefu.connectors.email import tokens
 from kefu.connectors.email.config import EmailSettings, settings_of
 from kefu.connectors.email.inbound import KEFU_HEADER
 from kefu.conversations.models import Message
@@ -29,7 +32,10 @@ def send(message: Message) -> SendResult:
     settings = settings_of(message.inbox)
     if not (settings.smtp_host and settings.address):
         raise ConnectorError("this email inbox has no SMTP server or address", permanent=True)
-    mail = build(message, settings)
+    try:
+        mail = build(message, settings)
+    except ValueError as exc:  # a header value the email package refuses
+        raise ConnectorError(f"the reply cannot be written as mail: {exc}", permanent=True) from exc
     _deliver(mail, settings)
     return SendResult(provider_id=str(mail["Message-ID"]))
 
@@ -43,15 +49,15 @@ def build(message: Message, settings: EmailSettings) -> EmailMessage:
         .values_list("external_id", "metadata")[:20]
     )
     recipient = next((meta.get("email", {}).get("from") for _, meta in earlier if meta), None)
-    recipient = recipient or conversation.customer.email
-    if not recipient:
-        raise ConnectorError("the customer has no email address", permanent=True)
+    recipient = _one_address(recipient or conversation.customer.email)
     mail = EmailMessage()
-    mail["From"] = formataddr((message.inbox.name, settings.address))
+    mail["From"] = formataddr((_one_line(message.inbox.name), _one_address(settings.address)))
     mail["To"] = recipient
-    subject = " ".join((conversation.subject or "").split())
+    subject = _one_line(conversation.subject or "")
     mail["Subject"] = subject if subject.lower().startswith("re:") else f"Re: {subject}".strip()
-    mail["Message-ID"] = make_msgid(idstring=f"kefu.{message.pk}", domain=settings.domain)
+    mail["Message-ID"] = tokens.message_id(
+        message_id=message.pk, conversation_id=conversation.pk, domain=settings.domain
+    )
     thread = [ref for ref, _ in reversed(earlier) if ref.startswith("<")]
     if thread:
         mail["In-Reply-To"] = thread[-1]
@@ -67,9 +73,26 @@ def build(message: Message, settings: EmailSettings) -> EmailMessage:
                 handle.read(),
                 maintype=maintype or "application",
                 subtype=subtype or "octet-stream",
-                filename=attachment.filename,
+                filename=_one_line(attachment.filename) or "attachment",
             )
     return mail
+
+
+def _one_line(value: str) -> str:
+    """Whitespace (line breaks included) collapsed: a header value can never start a new one."""
+    return " ".join(value.split())
+
+
+def _one_address(value: str | None) -> str:
+    """Exactly one plain address, or a permanent failure: never a list a line break smuggled in."""
+    raw = value or ""
+    if not raw.strip():
+        raise ConnectorError("the customer has no email address", permanent=True)
+    found = getaddresses([raw])
+    address = found[0][1] if len(found) == 1 else ""
+    if not address or "@" not in address or any(c.isspace() for c in raw.strip()):
+        raise ConnectorError(f"not a single email address: {raw!r}", permanent=True)
+    return address
 
 
 def _html(message: Message) -> str:
