@@ -223,6 +223,8 @@ def _run_rules(rows: list[Row], new: set[int], snapshot: config.Snapshot) -> Non
         return
     messages = (
         Message.objects.filter(pk__in=[r[0] for r in rows])
+        # A connector's flag for mail rules must not answer (a sender flooding the inbox).
+        .exclude(metadata__has_key="skip_automation")
         .select_related("conversation__customer")
         .only(
             "pk",

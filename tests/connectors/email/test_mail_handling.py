@@ -406,3 +406,42 @@ def test_a_recipient_smuggling_a_header_or_a_second_address_is_refused(
 
     assert refused.value.permanent is True
     assert smtp_server.received == []
+
+
+def test_rules_leave_flood_mail_alone(transactional_db, settings):
+    # Given a rule tagging every received message, and an inbox flagging a second mail an hour
+    from kefu.automation import actions as automation
+    from kefu.automation import config as automation_config
+    from kefu.automation.models import BusinessHours
+
+    settings.KEFU_AUTOMATION_SYNC = True
+    BusinessHours.objects.all().delete()
+    automation.bump_config()
+    automation_config.invalidate()
+    automation.save_rule(
+        actor=None,
+        data={
+            "name": "tag all",
+            "trigger": "message_received",
+            "conditions": {},
+            "actions": [{"type": "add_tags", "tags": ["hit"]}],
+        },
+    )
+    inbox = InboxFactory(kind=InboxKind.EMAIL, thread_window_hours=0)
+    config.configure(inbox, address="support@shop.example", flood_per_hour=1)
+    inbox.save()
+
+    # When the same sender writes twice within the hour
+    from kefu.connectors.email.ingest import store_mail
+
+    first = store_mail(inbox, raw(mail(message_id="<t1@mail.example>")))
+    second = store_mail(
+        inbox, raw(mail(message_id="<t2@mail.example>", date="Mon, 23 Nov 2026 10:10:00 +0000"))
+    )
+
+    # Then the rule ran for the first mail only; the second is stored, flagged, untouched
+    assert first.conversation_id != second.conversation_id
+    tags = {c.pk: sorted(c.tags.values_list("name", flat=True)) for c in Conversation.objects.all()}
+    assert tags == {first.conversation_id: ["hit"], second.conversation_id: []}
+    assert Message.objects.get(pk=second.message_id).metadata["suspected_flood"]["limit"] == 1
+    automation_config.invalidate()
