@@ -25,6 +25,9 @@ At scale (docs/deploy.md)
         [--workers N]           API, asgi for websockets
   worker                        run background tasks (database queue, or RQ on Redis when
                                 KEFU_REDIS_URL is set); run as many as the load needs
+  poll_mail [--once | --enqueue]
+                                read the email inboxes' IMAP mailboxes (IDLE); --once: one
+                                pass; --enqueue: poll periodically on the background worker
 
 Administration
   configure_channel --inbox N key=value ...

@@ -294,3 +294,26 @@ def _wait_for(condition, timeout: float = 30.0) -> None:  # type: ignore[no-unty
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.05)
+
+
+def test_the_background_tick_polls_every_mailbox_and_schedules_the_next(dovecot):
+    from django.core.cache import cache
+
+    from kefu.connectors.email import tasks
+
+    # Given a mailbox with mail, and no tick claimed
+    user = dovecot.add_user()
+    mails = corpus.build(15, seed=8, label="t", relay_target="mailbox")
+    upload(dovecot, user, mails)
+    inbox = imap_inbox(dovecot, user, folders=["INBOX"])
+    cache.delete(tasks.CLAIM_KEY)
+
+    # When the tick runs (as the worker runs it), and again at once
+    summary = tasks.poll_mail_tick.call()
+    again = tasks.poll_mail_tick.call()
+
+    # Then it stored the mail once, and the second run found the turn taken and did nothing
+    assert summary == {"mailboxes": 1, "failed": 0, "stored": mails.expected["mailbox"].messages}
+    assert again == {}
+    assert_holds(inbox, mails.expected["mailbox"])
+    cache.delete(tasks.CLAIM_KEY)

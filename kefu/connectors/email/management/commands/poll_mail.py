@@ -5,6 +5,8 @@ See docs/channels-email.md.
 Without options it runs until stopped (SIGTERM or Ctrl+C), one thread per mailbox folder, IDLE
 where the server offers it. ``--once`` makes one pass over every mailbox (in parallel) and exits:
 for cron, or a scheduler of your own; its exit status is 1 when a mailbox could not be read.
+``--enqueue`` starts the periodic pass on the background worker instead (kefu.connectors.email
+.tasks): no process of its own, mail within ``KEFU_MAIL_POLL_SECONDS``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import signal
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from kefu.connectors.email import imap
 
@@ -22,6 +24,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--once", action="store_true", help="one pass over every mailbox")
+        parser.add_argument(
+            "--enqueue",
+            action="store_true",
+            help="start the periodic pass on the background worker (kefu worker / kefu run)",
+        )
         parser.add_argument(
             "--inbox", type=int, action="append", help="only this inbox (repeatable)"
         )
@@ -36,6 +43,14 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["enqueue"]:
+            from kefu.connectors.email.tasks import poll_mail_tick, schedule_next
+
+            if not poll_mail_tick.get_backend().supports_defer:
+                raise CommandError("this task backend cannot schedule; run `kefu poll_mail`")
+            schedule_next(1)
+            self.stdout.write("the background worker now polls mail periodically")
+            return
         if options["once"]:
             self._once(options["inbox"], options["parallel"])
             return
