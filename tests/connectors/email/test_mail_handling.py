@@ -445,3 +445,18 @@ def test_rules_leave_flood_mail_alone(transactional_db, settings):
     assert tags == {first.conversation_id: ["hit"], second.conversation_id: []}
     assert Message.objects.get(pk=second.message_id).metadata["suspected_flood"]["limit"] == 1
     automation_config.invalidate()
+
+
+def test_an_admin_sees_the_mailbox_cursors_read_only(admin_client, inbox):
+    from kefu.connectors.email.models import MailboxCursor
+
+    cursor = MailboxCursor.objects.create(
+        inbox=inbox, folder="INBOX", uidvalidity=7, last_uid=42, last_error="LoginError: no"
+    )
+
+    listing = admin_client.get("/admin/mail/mailboxcursor/")
+    detail = admin_client.get(f"/admin/mail/mailboxcursor/{cursor.pk}/change/")
+
+    assert listing.status_code == 200 and b"LoginError: no" in listing.content
+    assert detail.status_code == 200 and b'name="last_uid"' not in detail.content
+    assert admin_client.get("/admin/mail/mailboxcursor/add/").status_code == 403
