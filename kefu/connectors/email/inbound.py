@@ -205,9 +205,10 @@ def _is_calendar(part: EmailMessage | MIMEPart) -> bool:
 
 
 def _attachment(part: EmailMessage | MIMEPart, limit: int | None) -> InboundAttachment:
-    payload = part.get_payload(decode=True)
-    content = bytes(payload) if isinstance(payload, bytes | bytearray) else b""
+    content = _payload(part)
     default_name = "invite.ics" if _is_calendar(part) else "attachment"
+    if part.get_content_type() == "message/rfc822":
+        default_name = "forwarded.eml"
     item = InboundAttachment(
         filename=_filename(part) or default_name,
         content_type=part.get_content_type(),
@@ -218,6 +219,20 @@ def _attachment(part: EmailMessage | MIMEPart, limit: int | None) -> InboundAtta
         item.content = None
         item.refused_reason = f"larger than the inbox limit of {limit} bytes"
     return item
+
+
+def _payload(part: EmailMessage | MIMEPart) -> bytes:
+    """The part's bytes; a forwarded mail (message/rfc822) as the whole mail, an .eml file."""
+    if part.get_content_type() == "message/rfc822":
+        inner = part.get_payload()
+        if not (isinstance(inner, list) and inner):
+            return b""
+        try:
+            return bytes(inner[0].as_bytes(policy=policy.SMTP))
+        except (LookupError, UnicodeError, ValueError):  # a broken inner mail: keep its text
+            return str(inner[0]).encode("utf-8", errors="replace")
+    payload = part.get_payload(decode=True)
+    return bytes(payload) if isinstance(payload, bytes | bytearray) else b""
 
 
 def _filename(part: EmailMessage | MIMEPart) -> str:

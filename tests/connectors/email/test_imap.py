@@ -317,3 +317,48 @@ def test_the_background_tick_polls_every_mailbox_and_schedules_the_next(dovecot)
     assert again == {}
     assert_holds(inbox, mails.expected["mailbox"])
     cache.delete(tasks.CLAIM_KEY)
+
+
+def test_a_mail_without_sender_is_recorded_on_the_cursor_and_the_rest_is_stored(dovecot):
+    # Given a folder where the second of three mails has no sender at all
+    user = dovecot.add_user()
+    good = corpus.build(2, seed=11, label="s", relay_target="mailbox")
+    senderless = b"To: support@shop.example\r\nSubject: ?\r\nMessage-ID: <ns@x>\r\n\r\nhello\r\n"
+    with client_for(dovecot, user) as client:
+        client.append("INBOX", good.mails[0][1])
+        client.append("INBOX", senderless)
+        client.append("INBOX", good.mails[1][1])
+    inbox = imap_inbox(dovecot, user, folders=["INBOX"])
+
+    # When the folder is polled
+    (done,) = imap.poll_all()
+
+    # Then the other mails are stored, and the refusal is recorded with its UID and reason
+    assert (done.folders[0].stored, done.folders[0].refused) == (2, 1)
+    cursor = MailboxCursor.objects.get(inbox=inbox)
+    assert cursor.last_uid == 3
+    [refused] = cursor.refused
+    assert (refused["uid"], refused["reason"]) == (2, "no sender address in From or Reply-To")
+    assert Message.objects.filter(inbox=inbox).count() == 2
+
+
+def test_a_mail_too_large_to_take_in_arrives_as_its_headers_and_a_note(dovecot, monkeypatch):
+    # Given a mail larger than kefu takes in (the limit lowered for the test)
+    monkeypatch.setattr(imap, "MAX_MAIL_BYTES", 10_000)
+    user = dovecot.add_user()
+    big = (
+        b"From: Ana <ana@example.com>\r\nTo: support@shop.example\r\nSubject: Photos\r\n"
+        b"Message-ID: <big@mail.example>\r\nContent-Type: text/plain\r\n\r\n" + b"x" * 20_000
+    )
+    with client_for(dovecot, user) as client:
+        client.append("INBOX", big)
+    inbox = imap_inbox(dovecot, user, folders=["INBOX"])
+
+    # When the folder is polled
+    imap.poll_all()
+
+    # Then the agent sees it arrived, from whom, and that it stays on the server
+    stored = Message.objects.get(inbox=inbox)
+    assert (stored.external_id, stored.subject) == ("<big@mail.example>", "Photos")
+    assert stored.text.startswith("This mail is 20")
+    assert "kept in the mailbox on the mail server" in stored.text

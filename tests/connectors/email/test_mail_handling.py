@@ -4,6 +4,7 @@ field can inject a header into (through a real SMTP server, aiosmtpd)."""
 
 from __future__ import annotations
 
+import re
 import socket
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -460,3 +461,59 @@ def test_an_admin_sees_the_mailbox_cursors_read_only(admin_client, inbox):
     assert listing.status_code == 200 and b"LoginError: no" in listing.content
     assert detail.status_code == 200 and b'name="last_uid"' not in detail.content
     assert admin_client.get("/admin/mail/mailboxcursor/add/").status_code == 403
+
+
+def test_a_forwarded_mail_is_kept_whole_as_an_eml_attachment(client, inbox, settings):
+    settings.MEDIA_ROOT = str(Path(settings.VAR_DIR) / "media-test")
+    original = mail("The parcel never came.", sender="wei@example.cn", message_id="<o@x.cn>")
+    forward = mail("Forwarding my husband's mail, see below.", message_id="<fwd@mail.example>")
+    forward.add_attachment(original)
+
+    post(client, inbox, raw(forward))
+
+    [attached] = Attachment.objects.filter(message__external_id="<fwd@mail.example>")
+    assert (attached.filename, attached.content_type) == ("forwarded.eml", "message/rfc822")
+    with attached.file.open("rb") as handle:
+        kept = message_from_bytes(handle.read(), policy=policy.default)
+    assert kept["Message-ID"] == "<o@x.cn>"
+    assert kept.get_content().strip() == "The parcel never came."
+
+
+# --- settings --------------------------------------------------------------------------------
+
+
+def test_imap_settings_are_stored_with_the_password_encrypted(inbox, monkeypatch):
+    from django.core.management import call_command
+
+    monkeypatch.setenv("IMAP_PW", "s3cret-imap")
+    call_command(
+        "configure_channel", "--inbox", str(inbox.pk), "imap_host=imap.example.com",
+        "imap_security=starttls", "imap_user=support", "imap_password=env:IMAP_PW",
+        "imap_folders=INBOX, Amazon ,INBOX", "max_attachment_bytes=1048576",
+    )  # fmt: skip
+
+    inbox.refresh_from_db()
+    assert "s3cret-imap" not in str(inbox.config)
+    stored = config.settings_of(inbox)
+    assert (stored.imap_host, stored.imap_port, stored.imap_security) == (
+        "imap.example.com", 143, "starttls",
+    )  # fmt: skip
+    assert stored.imap_password == "s3cret-imap" and stored.polls_imap
+    assert stored.imap_folders == ("INBOX", "Amazon")
+    assert stored.max_attachment_bytes == 1048576
+
+
+@pytest.mark.parametrize(
+    ("values", "error"),
+    [
+        ({"imap_hots": "x"}, "unknown email setting(s): imap_hots"),
+        ({"imap_port": "abc"}, "imap_port must be a positive whole number"),
+        ({"max_attachment_bytes": "-1"}, "max_attachment_bytes must be a positive whole number"),
+        ({"imap_security": "tls"}, "imap_security must be one of starttls, ssl, none"),
+    ],
+)
+def test_a_wrong_setting_is_an_error_not_ignored(inbox, values, error):
+    before = dict(inbox.config)
+    with pytest.raises(ValueError, match=re.escape(error)):
+        config.configure(inbox, **values)
+    assert inbox.config == before
