@@ -22,7 +22,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from email import policy
-from email.message import EmailMessage, MIMEPart
+from email.message import EmailMessage, Message, MIMEPart
 from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
 
@@ -225,12 +225,13 @@ def _payload(part: EmailMessage | MIMEPart) -> bytes:
     """The part's bytes; a forwarded mail (message/rfc822) as the whole mail, an .eml file."""
     if part.get_content_type() == "message/rfc822":
         inner = part.get_payload()
-        if not (isinstance(inner, list) and inner):
+        forwarded = inner[0] if isinstance(inner, list) and inner else None
+        if not isinstance(forwarded, Message):
             return b""
         try:
-            return bytes(inner[0].as_bytes(policy=policy.SMTP))
+            return bytes(forwarded.as_bytes(policy=policy.SMTP))
         except (LookupError, UnicodeError, ValueError):  # a broken inner mail: keep its text
-            return str(inner[0]).encode("utf-8", errors="replace")
+            return str(forwarded).encode("utf-8", errors="replace")
     payload = part.get_payload(decode=True)
     return bytes(payload) if isinstance(payload, bytes | bytearray) else b""
 
