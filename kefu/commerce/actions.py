@@ -21,12 +21,14 @@ from typing import Any, ParamSpec, TypeVar
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from kefu.accounts.models import Agent, Role
 from kefu.commerce import money
 from kefu.commerce.carriers import find_order_numbers, find_tracking_numbers
+from kefu.commerce.carriers.providers import TrackingUpdate
 from kefu.commerce.models import (
     DISPUTE_ORDER,
     RETURN_TRANSITIONS,
@@ -383,6 +385,59 @@ def upsert_shipment(
             tracking_number=tracking,
         )
     return shipment
+
+
+@transaction.atomic
+def record_tracking(
+    *, shipment: Shipment, update: TrackingUpdate, next_poll_at: datetime | None
+) -> Shipment:
+    """Write a tracking provider's view of ``shipment``: its status and events (merged with
+    what the shipment had, through :func:`upsert_shipment`, so the timeline and the exception
+    events are the same whatever the source), the provider's id, and when to poll it next.
+    When the events moved, ``moved_at`` is the newest scan's time, so a parcel whose last scan
+    is old counts as stalled from that scan, not from when kefu heard of it."""
+    current = Shipment.objects.select_for_update().get(pk=shipment.pk)
+    events = _merged_events(current.events, update.events)
+    saved = upsert_shipment(
+        order=current.order,
+        external_id=current.external_id,
+        carrier=current.carrier or update.carrier,
+        tracking_number=current.tracking_number,
+        status=update.status,
+        events=events,
+    )
+    fields: dict[str, Any] = {
+        "tracker_id": update.tracker_id[:128] or saved.tracker_id,
+        "next_poll_at": next_poll_at,
+        "poll_failures": 0,
+        "tracker_error": "",
+    }
+    last_scan = _last_scan(saved.events)
+    if last_scan is not None and saved.moved_at != current.moved_at:
+        fields["moved_at"] = min(last_scan, saved.moved_at or last_scan)
+    Shipment.objects.filter(pk=saved.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(saved, name, value)
+    return saved
+
+
+def record_tracking_failure(*, shipment: Shipment, error: str, retry_at: datetime) -> None:
+    """The provider could not tell (down, refused): keep everything, note why, try later."""
+    Shipment.objects.filter(pk=shipment.pk).update(
+        tracker_error=error[:500], next_poll_at=retry_at, poll_failures=F("poll_failures") + 1
+    )
+
+
+def _merged_events(known: Sequence[dict], reported: Sequence[dict]) -> list[dict]:
+    seen = {(e.get("at"), e.get("status"), e.get("description")) for e in known}
+    extra = [e for e in reported if (e["at"], e["status"], e["description"]) not in seen]
+    return [*known, *extra]
+
+
+def _last_scan(events: Sequence[dict]) -> datetime | None:
+    times = [parse_datetime(str(e.get("at") or "")) for e in events]
+    aware = [t for t in times if t is not None and t.tzinfo is not None]
+    return max(aware) if aware else None
 
 
 MOVING = (ShipmentStatus.LABEL_CREATED, ShipmentStatus.IN_TRANSIT)

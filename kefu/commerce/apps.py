@@ -12,4 +12,5 @@ class CommerceConfig(AppConfig):
         import kefu.commerce.platforms.shopify.views
         import kefu.commerce.platforms.woocommerce.client
         import kefu.commerce.platforms.woocommerce.views
-        import kefu.commerce.subscribers  # noqa: F401
+        import kefu.commerce.subscribers
+        import kefu.commerce.tracking  # noqa: F401

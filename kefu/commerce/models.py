@@ -171,6 +171,11 @@ class Shipment(models.Model):
     stalled_at = models.DateTimeField(
         null=True, blank=True, help_text="When kefu flagged it as not moving"
     )
+    # The tracking provider's view of the parcel (kefu.commerce.tracking).
+    tracker_id = models.CharField(max_length=128, blank=True, help_text="The provider's id")
+    next_poll_at = models.DateTimeField(null=True, blank=True)
+    poll_failures = models.PositiveSmallIntegerField(default=0)
+    tracker_error = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -362,7 +367,8 @@ class WebhookDelivery(models.Model):
     someone replays it (``webhooks.replay``). Nothing is deleted by processing.
     """
 
-    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="+")
+    # None for a tracking provider's deliveries (one account serves every store).
+    store = models.ForeignKey(Store, null=True, on_delete=models.CASCADE, related_name="+")
     platform = models.CharField(max_length=16)
     event_id = models.CharField(max_length=128)
     topic = models.CharField(max_length=64)
@@ -377,6 +383,11 @@ class WebhookDelivery(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["platform", "store", "event_id"], name="webhook_delivery_once"
+            ),
+            models.UniqueConstraint(
+                fields=["platform", "event_id"],
+                condition=models.Q(store__isnull=True),
+                name="webhook_delivery_once_storeless",
             ),
         ]
         indexes = [
@@ -401,3 +412,22 @@ class CommerceState(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class TrackingProviderName(models.TextChoices):
+    AFTERSHIP = "aftership", "AfterShip"
+
+
+class TrackingAccount(models.Model):
+    """The shop's account at a shipment-tracking provider (one per provider, serving every
+    store). Secrets are encrypted at rest."""
+
+    provider = models.CharField(max_length=16, choices=TrackingProviderName.choices, unique=True)
+    api_url = models.URLField(max_length=500, blank=True, help_text="Override of the API base URL")
+    api_key = EncryptedTextField(blank=True)
+    webhook_secret = EncryptedTextField(blank=True)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.get_provider_display()

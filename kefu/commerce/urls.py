@@ -1,6 +1,6 @@
 from django.urls import path
 
-from kefu.commerce import views
+from kefu.commerce import tracking, views
 from kefu.commerce.platforms.shopify import views as shopify
 from kefu.commerce.platforms.woocommerce import views as woocommerce
 
@@ -9,6 +9,7 @@ app_name = "commerce"
 urlpatterns = [
     path("webhooks/shopify/<int:store_id>", shopify.webhook, name="shopify_webhook"),
     path("webhooks/woocommerce/<int:store_id>", woocommerce.webhook, name="woocommerce_webhook"),
+    path("webhooks/aftership", tracking.aftership_webhook, name="aftership_webhook"),
     path("customers/<int:customer_id>/panel", views.customer_panel, name="customer_panel"),
     path("orders/<int:order_id>/refund", views.refund, name="refund"),
     path("orders/<int:order_id>/cancel", views.cancel, name="cancel"),

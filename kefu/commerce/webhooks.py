@@ -55,20 +55,44 @@ MAX_ATTEMPTS = 8
 BACKOFF_SECONDS = 30
 MAX_BACKOFF = timedelta(hours=6)
 
-Handler = Callable[[Store, dict[str, Any]], None]
+# Called with the delivery's store (None for a provider serving every store) and its payload.
+Handler = Callable[[Any, dict[str, Any]], None]
+
+
+def _no_ping(body: bytes, topic: str) -> bool:
+    return False
 
 
 @dataclass(frozen=True)
 class Source:
-    """How one platform signs, names and identifies its webhooks, and what each topic does."""
+    """How one platform signs, names and identifies its webhooks, and what each topic does.
+
+    The topic and event id come from headers (``topic_header``, the first of ``id_headers``)
+    or, for providers that put them in the body, from its top-level fields (``topic_field``,
+    ``id_field``). A source with ``account_secret`` is not per store: one secret (the
+    provider account's) signs every delivery, and the rows have no store.
+    """
 
     platform: str
     signature_header: str
-    topic_header: str
-    id_headers: tuple[str, ...]
     handlers: Mapping[str, Handler]
+    topic_header: str = ""
+    id_headers: tuple[str, ...] = ()
+    topic_field: str = ""
+    id_field: str = ""
+    account_secret: Callable[[], str | None] | None = None
     # A delivery answered without a signature or a row (WooCommerce's creation ping).
-    is_ping: Callable[[bytes, str], bool] = field(default=lambda body, topic: False)
+    is_ping: Callable[[bytes, str], bool] = field(default=_no_ping)
+
+    def identify(self, request: HttpRequest, payload: dict[str, Any]) -> tuple[str, str]:
+        """(topic, event id) of a delivery; empty strings when missing."""
+        topic = request.headers.get(self.topic_header, "") if self.topic_header else ""
+        event_id = next((request.headers[h] for h in self.id_headers if request.headers.get(h)), "")
+        if self.topic_field:
+            topic = str(payload.get(self.topic_field) or "")
+        if self.id_field:
+            event_id = str(payload.get(self.id_field) or "")
+        return topic, event_id
 
 
 _sources: dict[str, Source] = {}
@@ -87,61 +111,81 @@ def signature_valid(secret: str, body: bytes, header: str) -> bool:
 # --- at the door ---------------------------------------------------------------------------------
 
 
-def receive(request: HttpRequest, store_id: int, source: Source) -> HttpResponse:
+def receive(request: HttpRequest, source: Source, store_id: int | None = None) -> HttpResponse:
     """Verify, store, acknowledge (the view of every platform's webhook endpoint)."""
     body = request.body
     if len(body) > MAX_BODY:
         return JsonResponse({"error": "body too large"}, status=413)
-    secret = _secret(store_id, source.platform)
+    secret = _secret(store_id, source)
     if secret is None:
         return JsonResponse({"error": "unknown store"}, status=404)
-    topic = request.headers.get(source.topic_header, "")
-    if source.is_ping(body, topic):
+    if source.is_ping(body, request.headers.get(source.topic_header, "")):
         return JsonResponse({"status": "pong"})
-    signature = request.headers.get(source.signature_header, "")
-    if not signature_valid(secret, body, signature):
+    if not signature_valid(secret, body, request.headers.get(source.signature_header, "")):
         return JsonResponse({"error": "bad signature"}, status=401)
-    event_id = next((request.headers[h] for h in source.id_headers if request.headers.get(h)), "")
-    if not event_id or not topic:
-        return JsonResponse({"error": "missing event id or topic"}, status=400)
     try:
         text = body.decode("utf-8")
-        if not isinstance(json.loads(text), dict):
+        payload = json.loads(text)
+        if not isinstance(payload, dict):
             raise ValueError("not an object")
     except ValueError:
         return JsonResponse({"error": "body is not a JSON object"}, status=400)
+    topic, event_id = source.identify(request, payload)
+    if not event_id or not topic:
+        return JsonResponse({"error": "missing event id or topic"}, status=400)
     delivery = WebhookDelivery(
         store_id=store_id, platform=source.platform, event_id=event_id[:128], topic=topic[:64],
         payload=text,
     )  # fmt: skip
     if not _stored(delivery):
-        if not WebhookDelivery.objects.filter(
-            platform=source.platform, store_id=store_id, event_id=delivery.event_id
-        ).exists():
+        if store_id is not None and not _store_exists(store_id):
             return JsonResponse({"error": "unknown store"}, status=404)  # deleted meanwhile
         return JsonResponse({"status": "duplicate"})
     poke()
     return JsonResponse({"status": "accepted"})
 
 
-# (store id, platform) -> (valid until, the store's webhook secret; None: no such store).
-_secrets: dict[tuple[int, str], tuple[float, str | None]] = {}
+def endpoint(source: Source) -> Callable[..., HttpResponse]:
+    """The webhook view of ``source``: ``POST …/<store_id>``, or ``POST …`` without a store."""
+
+    @csrf_exempt
+    @require_POST
+    def webhook(request: HttpRequest, store_id: int | None = None) -> HttpResponse:
+        return receive(request, source, store_id)
+
+    return webhook
+
+
+# (store id or None, platform) -> (valid until, the secret; None: no such store or account).
+_secrets: dict[tuple[int | None, str], tuple[float, str | None]] = {}
 SECRET_TTL = 5.0
 
 
-def _secret(store_id: int, platform: str) -> str | None:
-    """The store's webhook secret, kept SECRET_TTL seconds per process: a burst of deliveries
-    costs one query and one decryption, and a changed secret applies within seconds."""
+def _secret(store_id: int | None, source: Source) -> str | None:
+    """The secret signing ``source``'s deliveries (the store's, or the provider account's), kept
+    SECRET_TTL seconds per process: a burst of deliveries costs one query and one decryption,
+    and a changed secret applies within seconds."""
     now = time.monotonic()
-    cached = _secrets.get((store_id, platform))
+    key = (store_id, source.platform)
+    cached = _secrets.get(key)
     if cached is not None and cached[0] > now:
         return cached[1]
-    row = Store.objects.filter(pk=store_id, platform=platform).only("webhook_secret").first()
-    secret = row.webhook_secret if row is not None else None
+    secret: str | None = None
+    if source.account_secret is not None:
+        secret = source.account_secret() if store_id is None else None
+    elif store_id is not None:
+        row = Store.objects.filter(pk=store_id, platform=source.platform).only("webhook_secret")
+        store = row.first()
+        secret = store.webhook_secret if store is not None else None
     if len(_secrets) > 10_000:
         _secrets.clear()
-    _secrets[(store_id, platform)] = (now + SECRET_TTL, secret)
+    _secrets[key] = (now + SECRET_TTL, secret)
     return secret
+
+
+def _store_exists(store_id: int) -> bool:
+    _secrets.clear()
+    return Store.objects.filter(pk=store_id).exists()
 
 
 def _stored(delivery: WebhookDelivery) -> bool:
@@ -157,17 +201,6 @@ def _stored(delivery: WebhookDelivery) -> bool:
     except IntegrityError:
         return False
     return True
-
-
-def endpoint(source: Source) -> Callable[..., HttpResponse]:
-    """The webhook view of ``source``'s platform: ``POST …/<store_id>``."""
-
-    @csrf_exempt
-    @require_POST
-    def webhook(request: HttpRequest, store_id: int) -> HttpResponse:
-        return receive(request, store_id, source)
-
-    return webhook
 
 
 # --- asking for a drain --------------------------------------------------------------------------
@@ -253,19 +286,19 @@ def process_batch(batch: int = BATCH) -> int:
     now = timezone.now()
     rows = list(pending(now)[:batch])
     if rows:
-        stores = Store.objects.in_bulk({row.store_id for row in rows})
+        stores = Store.objects.in_bulk({row.store_id for row in rows} - {None})
         _process(rows, stores, now)
     return len(rows)
 
 
-def _process(rows: list[WebhookDelivery], stores: dict[int, Store], now: datetime) -> None:
+def _process(rows: list[WebhookDelivery], stores: dict[Any, Store], now: datetime) -> None:
     """Apply ``rows`` in one transaction. The usual case, where all succeed, costs no savepoint
     of its own; when one fails, the batch is rolled back and done again with a savepoint per
     delivery, so the failure is recorded alone and the others are applied."""
     try:
         with transaction.atomic():
             for row in rows:
-                _handle(row, stores[row.store_id])
+                _handle(row, stores.get(row.store_id))
             _done(rows, now)
         return
     except Exception as exc:
@@ -276,7 +309,7 @@ def _process(rows: list[WebhookDelivery], stores: dict[int, Store], now: datetim
         with transaction.atomic():
             done = []
             for row in rows:
-                error = _apply(row, stores[row.store_id])
+                error = _apply(row, stores.get(row.store_id))
                 if error is None:
                     done.append(row)
                 else:
@@ -294,7 +327,7 @@ def _process(rows: list[WebhookDelivery], stores: dict[int, Store], now: datetim
         _failed(row, error, now)
 
 
-def _handle(row: WebhookDelivery, store: Store) -> None:
+def _handle(row: WebhookDelivery, store: Store | None) -> None:
     source = _sources.get(row.platform)
     handler = source.handlers.get(row.topic) if source else None
     if handler is not None:  # else a topic kefu does not use: acknowledged, nothing to do
@@ -307,7 +340,7 @@ def _done(rows: list[WebhookDelivery], now: datetime) -> None:
     )
 
 
-def _apply(row: WebhookDelivery, store: Store) -> str | None:
+def _apply(row: WebhookDelivery, store: Store | None) -> str | None:
     """Run the delivery's handler in a savepoint; None when done, else the error to record."""
     try:
         with transaction.atomic():

@@ -74,7 +74,8 @@ def run_worker_process() -> None:
 
 
 def before_work() -> None:
-    """What a worker does when it starts: clean up after workers that died mid-task."""
+    """What a worker does when it starts: clean up after workers that died mid-task, and start
+    the commerce app's periodic chain."""
     from kefu.conversations.tasks import recover_deliveries
 
     try:
@@ -82,3 +83,9 @@ def before_work() -> None:
     except Exception:
         # Never keep a worker from starting: the sweep runs again at the next start.
         logger.exception("could not recover deliveries")
+    from kefu.commerce.schedule import ensure_ticking
+
+    try:
+        ensure_ticking()  # the commerce tick: tracking polls, stalled parcels, reconciliation
+    except Exception:
+        logger.exception("could not start the commerce tick")

@@ -56,6 +56,21 @@ def _fresh_webhook_secrets():
     webhooks._secrets.clear()
 
 
+@pytest.fixture
+def heard():
+    """Every domain event dispatched during the test (after commit), in order."""
+    from kefu.core.events import subscribe, unsubscribe
+
+    events = []
+
+    def listen(event):
+        events.append(event)
+
+    subscribe("*")(listen)
+    yield events
+    unsubscribe("*", listen)
+
+
 def inbound(inbox, text, *, who="buyer@example.com"):
     message = InboundMessage(external_id=f"m-{next(_ids)}", identities=[("email", who)], text=text)
     return receive_message(inbox=inbox, message=message)

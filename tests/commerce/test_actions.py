@@ -20,22 +20,9 @@ from kefu.commerce.models import (
 from kefu.commerce.platforms import PlatformError
 from kefu.conversations.models import ConversationEvent, EventKind
 from kefu.core.errors import Conflict, Forbidden, InvalidInput, NotFound
-from kefu.core.events import subscribe, unsubscribe
 from kefu.customers.models import Identity
 from tests.commerce.conftest import inbound, make_order
 from tests.factories import AgentFactory, ConversationFactory, StoreFactory
-
-
-@pytest.fixture
-def heard():
-    events = []
-
-    def listen(event):
-        events.append(event)
-
-    subscribe("*")(listen)
-    yield events
-    unsubscribe("*", listen)
 
 
 def order_kinds(order):

@@ -8,7 +8,9 @@ import hashlib
 import hmac
 import json
 import threading
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -94,6 +96,13 @@ def test_bad_signature_and_the_creation_ping(client, store):
     assert ping.json() == {"status": "pong"}
 
 
+CHANGED_PAGES = [
+    [{**ORDER, "id": 801, "number": "801", "status": "completed"}],
+    [{**ORDER, "id": 802, "number": "802", "status": "refunded",
+      "refunds": [{"id": 3, "total": "-115.00"}]}],
+]  # fmt: skip
+
+
 class FakeWoo(BaseHTTPRequestHandler):
     behaviour = "ok"
     requests: list[dict] = []
@@ -123,9 +132,21 @@ class FakeWoo(BaseHTTPRequestHandler):
         self._body()
         self._answer(200, {"id": 727, "status": "cancelled"})
 
-    def _answer(self, status, body):
+    def do_GET(self):
+        """``GET /wp-json/wc/v3/orders``: the orders list, paged, ``X-WP-TotalPages``."""
+        FakeWoo.requests.append({"method": "GET", "path": self.path,
+                                 "auth": self.headers.get("Authorization")})  # fmt: skip
+        if self.behaviour == "down":
+            return self._answer(503, {"code": "unavailable", "message": "Down for maintenance"})
+        query = parse_qs(urlsplit(self.path).query)
+        page = int(query["page"][0])
+        self._answer(200, CHANGED_PAGES[page - 1], pages=len(CHANGED_PAGES))
+
+    def _answer(self, status, body, pages=None):
         raw = json.dumps(body).encode()
         self.send_response(status)
+        if pages is not None:
+            self.send_header("X-WP-TotalPages", str(pages))
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(raw)))
         self.end_headers()
@@ -186,3 +207,28 @@ def test_change_the_shipping_address_on_woocommerce(connected, django_user_model
     assert (sent["method"], sent["path"]) == ("PUT", "/wp-json/wc/v3/orders/727")
     assert sent["body"] == {"shipping": {"address_1": "1 New Road", "city": "Leeds",
                                          "country": "GB", "postcode": "LS1"}}  # fmt: skip
+
+
+def test_reconciliation_reads_every_modified_page_and_remembers_where_it_got(connected):
+    from kefu.commerce.platforms.woocommerce.sync import reconcile
+    from kefu.commerce.tasks import reconcile_store
+
+    store = connected.store
+    started = datetime(2026, 11, 20, 8, 30, tzinfo=UTC)
+    assert reconcile(store, now=started) == 2
+    first, second = [r for r in FakeWoo.requests if r["method"] == "GET"]
+    assert "modified_after" not in first["path"]  # never synced: everything
+    assert "page=2" in second["path"] and "orderby=modified" in second["path"]
+    assert first["auth"].startswith("Basic ")
+    orders = {o.number: o for o in Order.objects.filter(store=store)}
+    assert orders["#801"].payment_status == PaymentStatus.PAID
+    assert (orders["#802"].payment_status, orders["#802"].refunded) == ("refunded", 11500)
+    store.refresh_from_db()
+    assert store.synced_at == started
+
+    FakeWoo.requests.clear()
+    FakeWoo.behaviour = "down"
+    assert reconcile_store.call(store.pk) == 0  # logged; retried from the same point
+    assert "modified_after=2026-11-20T08%3A30%3A00" in FakeWoo.requests[0]["path"]
+    store.refresh_from_db()
+    assert store.synced_at == started

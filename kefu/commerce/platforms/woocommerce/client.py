@@ -20,6 +20,8 @@ from kefu.commerce.models import Order, OrderLine, Refund, Store
 from kefu.commerce.platforms import PlatformError, register
 from kefu.core import http
 
+PAGE = 100
+
 
 class WooGateway:
     def __init__(self, store: Store) -> None:
@@ -53,6 +55,29 @@ class WooGateway:
             message = answer.get("message") if isinstance(answer, dict) else None
             raise PlatformError(str(message or f"WooCommerce answered HTTP {response.status_code}"))
         return answer if isinstance(answer, dict) else {}
+
+    def list_orders(self, *, modified_after: str, page: int) -> tuple[list[dict[str, Any]], int]:
+        """One page (oldest change first) of the orders modified after ``modified_after`` (ISO
+        8601, GMT); the orders and the number of pages (``X-WP-TotalPages``)."""
+        params = {"modified_after": modified_after, "dates_are_gmt": "true", "orderby": "modified",
+                  "order": "asc", "per_page": str(PAGE), "page": str(page)}  # fmt: skip
+        if not modified_after:
+            del params["modified_after"]
+        try:
+            response = http.request(
+                "GET", f"{self.base}/orders", params=params,
+                headers={"Authorization": self.authorization},
+            )  # fmt: skip
+            answer = response.json()
+        except (httpx.HTTPError, http.BlockedDestination, http.ResponseTooLarge) as exc:
+            raise PlatformError(f"WooCommerce could not be reached ({type(exc).__name__})") from exc
+        except ValueError as exc:
+            raise PlatformError("WooCommerce answered something that is not JSON") from exc
+        if response.status_code != 200 or not isinstance(answer, list):
+            message = answer.get("message") if isinstance(answer, dict) else None
+            raise PlatformError(str(message or f"WooCommerce answered HTTP {response.status_code}"))
+        pages = int(response.headers.get("X-WP-TotalPages") or 1)
+        return [o for o in answer if isinstance(o, dict)], pages
 
     def refund(self, *, order: Order, refund: Refund) -> str:
         lines = {line.pk: line for line in OrderLine.objects.filter(order=order)}
