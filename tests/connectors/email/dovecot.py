@@ -1,7 +1,9 @@
 """A real IMAP server for the tests: Debian's dovecot, on a throwaway configuration.
 
 Its own base_dir, state and maildirs in a temporary directory, listening on 127.0.0.1 on a free
-port, plaintext logins allowed (no TLS on a loopback test server), a pool of users in a
+port (STARTTLS offered) and on a second port with implicit TLS, both with a certificate from a
+throwaway CA (``ca_file``: trust it through SSL_CERT_FILE), plaintext logins allowed on the
+loopback, a pool of users in a
 passwd-file written before the start, each test taking fresh ones (``add_user``). As root
 the processes run as Debian's ``dovecot`` / ``dovenull`` users; otherwise as the current user.
 """
@@ -33,7 +35,9 @@ log_path = {root}/dovecot.log
 info_log_path = {root}/dovecot.log
 protocols = imap
 listen = 127.0.0.1
-ssl = no
+ssl = yes
+ssl_cert = <{root}/server.pem
+ssl_key = <{root}/server.key
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 default_internal_user = {internal}
@@ -57,7 +61,9 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {tls_port}
+    ssl = yes
   }}
 }}
 service anvil {{
@@ -97,6 +103,7 @@ def _free_port() -> int:
 class Dovecot:
     root: Path
     port: int = 0
+    tls_port: int = 0
     process: subprocess.Popen[bytes] | None = None
     users: list[str] = field(default_factory=list)
     taken: int = 0
@@ -104,7 +111,7 @@ class Dovecot:
     @classmethod
     def start(cls) -> Dovecot:
         root = Path(tempfile.mkdtemp(prefix="kefu-dovecot-"))
-        server = cls(root=root, port=_free_port())
+        server = cls(root=root, port=_free_port(), tls_port=_free_port())
         server._write_config()
         server.process = subprocess.Popen(
             [DOVECOT, "-F", "-c", str(root / "dovecot.conf")],
@@ -123,6 +130,7 @@ class Dovecot:
             internal = login = getpass.getuser()
             owner = pwd.getpwuid(os.getuid())
         self.root.chmod(0o755)
+        _write_certificates(self.root)
         (self.root / "mail").mkdir()
         os.chown(self.root / "mail", owner.pw_uid, owner.pw_gid)
         prefix = uuid.uuid4().hex[:6]
@@ -132,6 +140,7 @@ class Dovecot:
             CONFIG.format(
                 root=self.root,
                 port=self.port,
+                tls_port=self.tls_port,
                 internal=internal,
                 internal_group=_group_name(owner.pw_gid),
                 login=login,
@@ -153,6 +162,10 @@ class Dovecot:
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError(f"dovecot did not start in {START_TIMEOUT} s:\n{self.log()}")
+
+    @property
+    def ca_file(self) -> Path:
+        return self.root / "ca.pem"
 
     def add_user(self) -> str:
         """A fresh mailbox: a user nobody used yet (empty maildir), logging in with PASSWORD."""
@@ -180,3 +193,55 @@ def _group_name(gid: int) -> str:
     import grp
 
     return grp.getgrgid(gid).gr_name
+
+
+def _write_certificates(root: Path) -> None:
+    """A CA (ca.pem) and a server certificate it signed for 127.0.0.1 and localhost."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kefu test CA")])
+    ca = (
+        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+        .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                          content_commitment=False, key_encipherment=False,
+                          data_encipherment=False, key_agreement=False, encipher_only=False,
+                          decipher_only=False),
+            critical=True,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    server = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    pem = serialization.Encoding.PEM
+    (root / "ca.pem").write_bytes(ca.public_bytes(pem))
+    (root / "server.pem").write_bytes(server.public_bytes(pem))
+    (root / "server.key").write_bytes(
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    (root / "server.key").chmod(0o600)

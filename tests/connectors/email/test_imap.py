@@ -362,3 +362,36 @@ def test_a_mail_too_large_to_take_in_arrives_as_its_headers_and_a_note(dovecot, 
     assert (stored.external_id, stored.subject) == ("<big@mail.example>", "Photos")
     assert stored.text.startswith("This mail is 20")
     assert "kept in the mailbox on the mail server" in stored.text
+
+
+@pytest.mark.parametrize("security", ["ssl", "starttls"])
+def test_mail_is_read_over_tls_with_the_certificate_verified(dovecot, monkeypatch, security):
+    # Given a mailbox reached over implicit TLS or STARTTLS, its certificate from a CA we trust
+    monkeypatch.setenv("SSL_CERT_FILE", str(dovecot.ca_file))
+    user = dovecot.add_user()
+    mails = corpus.build(5, seed=12, label=security, relay_target="mailbox")
+    upload(dovecot, user, mails)
+    inbox = imap_inbox(dovecot, user, folders=["INBOX"])
+    port = dovecot.tls_port if security == "ssl" else dovecot.port
+    config.configure(inbox, imap_security=security, imap_port=port)
+    inbox.save()
+
+    # When it is polled, then the mail arrives
+    (done,) = imap.poll_all()
+    assert done.error == ""
+    assert_holds(inbox, mails.expected["mailbox"])
+
+
+def test_a_certificate_nobody_vouches_for_is_refused(dovecot, monkeypatch):
+    # Given a TLS mailbox whose certificate comes from a CA the system does not trust
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    user = dovecot.add_user()
+    upload(dovecot, user, corpus.build(3, seed=13, label="x", relay_target="mailbox"))
+    inbox = imap_inbox(dovecot, user, folders=["INBOX"])
+    config.configure(inbox, imap_security="ssl", imap_port=dovecot.tls_port)
+    inbox.save()
+
+    # When it is polled, then no password is sent and nothing is stored; the error is recorded
+    (done,) = imap.poll_all()
+    assert done.error.startswith("SSLCertVerificationError")
+    assert not Message.objects.filter(inbox=inbox).exists()
