@@ -248,15 +248,22 @@ def poll_mailbox(inbox: Inbox) -> MailboxPass:
     settings = settings_of(inbox)
     try:
         client = connect(settings)
-        try:
-            for folder in settings.imap_folders:
-                done.folders.append(poll_folder(client, inbox, folder))
-        finally:
-            _quietly_close(client)
     except Exception as exc:
         done.error = describe(exc)
         logger.warning("inbox %s (%s): %s", inbox.pk, settings.imap_host, done.error)
         _record_error(inbox, settings.imap_folders, done.error)
+        return done
+    try:
+        for folder in settings.imap_folders:
+            try:
+                done.folders.append(poll_folder(client, inbox, folder))
+            except Exception as exc:  # a missing folder must not keep the others unread
+                error = describe(exc)
+                logger.warning("inbox %s folder %r: %s", inbox.pk, folder, error)
+                _record_error(inbox, [folder], error)
+                done.error = "; ".join(filter(None, [done.error, f"{folder}: {error}"]))
+    finally:
+        _quietly_close(client)
     return done
 
 

@@ -395,3 +395,17 @@ def test_a_certificate_nobody_vouches_for_is_refused(dovecot, monkeypatch):
     (done,) = imap.poll_all()
     assert done.error.startswith("SSLCertVerificationError")
     assert not Message.objects.filter(inbox=inbox).exists()
+
+
+def test_a_missing_folder_is_recorded_and_the_other_folders_are_read(dovecot):
+    user = dovecot.add_user()
+    mails = corpus.build(5, seed=14, label="m", relay_target="mailbox")
+    upload(dovecot, user, mails)
+    inbox = imap_inbox(dovecot, user, folders=["Gone", "INBOX"])
+
+    (done,) = imap.poll_all()
+
+    assert done.error.startswith("Gone: ")
+    assert MailboxCursor.objects.get(inbox=inbox, folder="Gone").last_error != ""
+    assert MailboxCursor.objects.get(inbox=inbox, folder="INBOX").last_error == ""
+    assert_holds(inbox, mails.expected["mailbox"])
