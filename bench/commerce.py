@@ -74,28 +74,91 @@ def post(client, store_id: int, payload: dict, event_id: str) -> None:
     assert response.status_code == 200, response.content
 
 
-def ingest(client, store_id: int, webhooks: int, orders: int) -> dict:
+def ingest(client, store_id: int, webhooks: int, orders: int, threads: int) -> dict:
     from kefu.commerce import webhooks as queue
-    from kefu.commerce.models import WebhookDelivery
 
     for n in range(orders):  # warm-up: create every order once
         post(client, store_id, order_payload(n, 0), f"warm-{n}")
     queue.drain()
-    started = time.perf_counter()
-    for i in range(webhooks):
-        post(client, store_id, order_payload(i % orders, i + 1), f"e-{i}")
-    accepting = time.perf_counter() - started
-    started = time.perf_counter()
-    processed = queue.drain()
-    processing = time.perf_counter() - started
-    assert processed == webhooks, processed
-    assert not WebhookDelivery.objects.filter(processed_at__isnull=True).exists()
+    accepted = timed_posts(client, store_id, orders, range(webhooks), "a", 1)
+    processing = drained(webhooks)
+    parallel = timed_posts(client, store_id, orders, range(webhooks), "p", threads)
+    drained(webhooks)
+    together = alongside_worker(client, store_id, orders, webhooks)
     return {
         "webhooks": webhooks,
-        "accepted_per_second": round(webhooks / accepting, 1),
+        "threads": threads,
+        "accepted_per_second": round(webhooks / accepted, 1),
+        "accepted_threads_per_second": round(webhooks / parallel, 1),
         "processed_per_second": round(webhooks / processing, 1),
-        "per_second": round(webhooks / (accepting + processing), 1),
+        "per_second": round(webhooks / together, 1),
     }
+
+
+def timed_posts(client, store_id, orders, numbers, tag: str, threads: int) -> float:
+    """Seconds to post signed deliveries ``numbers`` from ``threads`` server threads at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
+    def share(part: list[int]) -> None:
+        for i in part:
+            post(client, store_id, order_payload(i % orders, i + 1), f"{tag}-{i}")
+        if threads > 1:
+            connection.close()
+
+    parts = [list(numbers)[k::threads] for k in range(threads)]
+    started = time.perf_counter()
+    if threads == 1:
+        share(parts[0])
+    else:
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(share, parts))
+    return time.perf_counter() - started
+
+
+def drained(expected: int) -> float:
+    from kefu.commerce import webhooks as queue
+    from kefu.commerce.models import WebhookDelivery
+
+    started = time.perf_counter()
+    processed = queue.drain()
+    seconds = time.perf_counter() - started
+    assert processed == expected, processed
+    assert not WebhookDelivery.objects.filter(processed_at__isnull=True).exists()
+    return seconds
+
+
+def alongside_worker(client, store_id, orders, webhooks: int) -> float:
+    """Seconds from the first delivery posted (one server thread) until the last is processed
+    by a worker thread draining meanwhile, as a web process and a worker would."""
+    import threading
+
+    from django.db import connection
+
+    from kefu.commerce import webhooks as queue
+    from kefu.commerce.models import WebhookDelivery
+
+    posting = threading.Event()
+    posting.set()
+
+    def worker() -> None:
+        while True:
+            if queue.drain() == 0:
+                if not posting.is_set():
+                    break
+                time.sleep(0.02)
+        connection.close()
+
+    started = time.perf_counter()
+    thread = threading.Thread(target=worker)
+    thread.start()
+    timed_posts(client, store_id, orders, range(webhooks), "w", 1)
+    posting.clear()
+    thread.join()
+    seconds = time.perf_counter() - started
+    assert not WebhookDelivery.objects.filter(processed_at__isnull=True).exists()
+    return seconds
 
 
 def seed_customer(orders: int) -> tuple[int, int, int]:
@@ -152,7 +215,7 @@ def timed(client, path: str, repeat: int) -> dict:
     }
 
 
-def child(webhooks: int, orders: int, customer_orders: int, repeat: int) -> dict:
+def child(webhooks: int, orders: int, customer_orders: int, repeat: int, threads: int) -> dict:
     import django
 
     django.setup()
@@ -167,7 +230,7 @@ def child(webhooks: int, orders: int, customer_orders: int, repeat: int) -> dict
     # deliveries are drained below, measured apart.
     store = Store.objects.create(name="Hooks", platform="shopify", webhook_secret=SECRET)
     client = Client(HTTP_HOST="127.0.0.1")
-    results: dict = {"ingest": ingest(client, store.pk, webhooks, orders)}
+    results: dict = {"ingest": ingest(client, store.pk, webhooks, orders, threads)}
     agent_id, customer_id, conversation_id = seed_customer(customer_orders)
     client.force_login(Agent.objects.get(pk=agent_id))
     panel = f"/commerce/customers/{customer_id}/panel?conversation={conversation_id}"
@@ -184,24 +247,28 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=200)
     parser.add_argument("--customer-orders", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=40)
+    parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--child", action="store_true")
     args = parser.parse_args()
     if args.child:
-        found = child(args.webhooks, args.orders, args.customer_orders, args.repeat)
+        found = child(args.webhooks, args.orders, args.customer_orders, args.repeat, args.threads)
         print(json.dumps(found))
         return
     passed = ["--child", "--webhooks", str(args.webhooks), "--orders", str(args.orders)]
     passed += ["--customer-orders", str(args.customer_orders), "--repeat", str(args.repeat)]
+    passed += ["--threads", str(args.threads)]
     print(f"Machine: {machine()}; load average {load_average()} at start\n")
     print(
-        "| engine | webhooks/s accepted | processed | end to end (serial) "
+        f"| engine | webhooks/s accepted (1 thread) | accepted ({args.threads} threads) "
+        "| processed (drain) | end to end (1 thread + worker) "
         "| panel p50 / p95 | conversation view p50 / p95 |"
     )
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for engine in args.engines.split(","):
         r = run_child(__file__, engine, POSTGRES_URL, passed, prefix="kefu-bench-commerce-")
         print(
             f"| {engine} | {r['ingest']['accepted_per_second']} "
+            f"| {r['ingest']['accepted_threads_per_second']} "
             f"| {r['ingest']['processed_per_second']} | {r['ingest']['per_second']} "
             f"| {r['panel']['p50_ms']} / {r['panel']['p95_ms']} ms "
             f"| {r['conversation view']['p50_ms']} / {r['conversation view']['p95_ms']} ms |"
