@@ -172,19 +172,27 @@ def _fetch(client: IMAPClient, uids: Sequence[int]) -> Iterator[tuple[int, bytes
 def _oversized(header: bytes, size: int) -> bytes:
     """A stand-in for a mail too large to take in: its own headers (sender, subject, threading)
     and a note saying so, so that the agent sees it arrived and reads it in the mailbox."""
-    kept = b"\r\n".join(
-        line for line in header.rstrip(b"\r\n").split(b"\r\n")
-        if not line.lower().startswith((b"content-", b"mime-version"))
-    )  # fmt: skip
-    if b"message-id:" not in header.lower():
+    kept, dropping, has_id = [], False, False
+    for line in header.rstrip(b"\r\n").split(b"\r\n"):
+        if line[:1] in (b" ", b"\t"):  # a folded continuation of the header above
+            if not dropping:
+                kept.append(line)
+            continue
+        name = line.split(b":", 1)[0].strip().lower()
+        dropping = name.startswith(b"content-") or name == b"mime-version"
+        has_id = has_id or name == b"message-id"
+        if not dropping:
+            kept.append(line)
+    if not has_id:
         # The key of the stand-in must not change between fetches: derive one from the header.
-        digest = hashlib.sha256(header).hexdigest()
-        kept += f"\r\nMessage-ID: <oversized.{digest}@kefu.invalid>".encode()
+        kept.append(
+            f"Message-ID: <oversized.{hashlib.sha256(header).hexdigest()}@kefu.invalid>".encode()
+        )
     note = (
         f"This mail is {size} bytes, larger than kefu takes in ({MAX_MAIL_BYTES} bytes). "
         "It is kept in the mailbox on the mail server."
     )
-    return kept + b"\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n" + note.encode()
+    return b"\r\n".join([*kept, b"Content-Type: text/plain; charset=utf-8", b"", note.encode()])
 
 
 def _store_one(inbox: Inbox, cursor: MailboxCursor, uid: int, raw: bytes, done: FolderPass) -> None:
