@@ -50,7 +50,7 @@ from kefu.commerce.models import (
     ShipmentStatus,
     Store,
 )
-from kefu.commerce.platforms import PlatformError, gateway_for
+from kefu.commerce.platforms import Gateway, PlatformError, gateway_for
 from kefu.conversations.models import Conversation, ConversationEvent, EventKind
 from kefu.core.errors import Conflict, Forbidden, InvalidInput
 from kefu.core.events import emit
@@ -106,14 +106,7 @@ def _record(
             )
             for pk in targets
         )
-    emit(
-        event,
-        order_id=order.pk,
-        store_id=order.store_id,
-        conversation_ids=ids,
-        action=kind,
-        actor_id=actor.pk if actor else None,
-    )
+    _emit(event, order, ids, kind, actor)
 
 
 def _locked(order: Order) -> Order:
@@ -147,6 +140,62 @@ def _traces_refusals(action: Callable[P, R]) -> Callable[P, R]:
             raise Conflict(f"the store refused: {refused.message}") from refused
 
     return run
+
+
+def _on_platform(
+    order: Order, failed: str, actor: Agent | None, call: Callable[[Gateway], R], **data: Any
+) -> R:
+    """Run ``call`` with the order's platform gateway; a refusal becomes :class:`_Refused`
+    (the action's transaction rolls back, a ``failed`` order event records why)."""
+    try:
+        return call(gateway_for(order.store))
+    except PlatformError as exc:
+        raise _Refused(order, failed, actor, exc.message, **data) from exc
+
+
+def _record_on_conversation(
+    conversation_id: int, action: str, actor: Agent | None, data: dict[str, Any]
+) -> None:
+    """An ``order_action`` event on a conversation only (a dispute with no order)."""
+    ConversationEvent.objects.create(
+        conversation_id=conversation_id,
+        kind=EventKind.ORDER_ACTION,
+        actor=actor,
+        data={"action": action, **data},
+    )
+
+
+def _emit(
+    event: str, order: Order, conversation_ids: list[int], action: str, actor: Agent | None
+) -> None:
+    emit(
+        event,
+        order_id=order.pk,
+        store_id=order.store_id,
+        conversation_ids=conversation_ids,
+        action=action,
+        actor_id=actor.pk if actor else None,
+    )
+
+
+def _shipped(order: Order) -> bool:
+    return order.fulfillment_status in (FulfillmentStatus.FULFILLED, FulfillmentStatus.PARTIAL)
+
+
+def _amount(order: Order, amount: int) -> dict[str, Any]:
+    """An amount for a timeline entry: minor units, and as people read it."""
+    return {"amount": amount, "amount_display": money.format_money(amount, order.currency)}
+
+
+def _add_refunded(order: Order, amount: int) -> None:
+    """Count ``amount`` as refunded on the (locked) order and set its payment status."""
+    order.refunded += amount
+    order.payment_status = (
+        PaymentStatus.REFUNDED
+        if order.refunded >= order.total
+        else PaymentStatus.PARTIALLY_REFUNDED
+    )
+    order.save(update_fields=["refunded", "payment_status", "updated_at"])
 
 
 # --- sync from platforms ------------------------------------------------------------------------
@@ -492,14 +541,7 @@ def link_order(*, conversation: Conversation, order: Order, actor: Agent | None)
             actor=actor,
             data={"action": "linked", "order_id": order.pk, "order_number": order.number},
         )
-        emit(
-            "order.updated",
-            order_id=order.pk,
-            store_id=order.store_id,
-            conversation_ids=[conversation.pk],
-            action="linked",
-            actor_id=actor.pk if actor else None,
-        )
+        _emit("order.updated", order, [conversation.pk], "linked", actor)
     return created
 
 
@@ -623,8 +665,7 @@ def refund_order(
             actor,
             conversation=conversation,
             refund_id=refund.pk,
-            amount=amount,
-            amount_display=money.format_money(amount, order.currency),
+            **_amount(order, amount),
             limit=limit,
         )
         return refund
@@ -634,31 +675,27 @@ def refund_order(
 def _carry_out(
     order: Order, refund: Refund, actor: Agent | None, conversation: Conversation | None
 ) -> Refund:
-    try:
-        refund.external_id = gateway_for(order.store).refund(order=order, refund=refund)
-    except PlatformError as exc:
-        raise _Refused(order, "refund_failed", actor, exc.message, amount=refund.amount) from exc
+    refund.external_id = _on_platform(
+        order,
+        "refund_failed",
+        actor,
+        lambda gateway: gateway.refund(order=order, refund=refund),
+        amount=refund.amount,
+    )
     refund.status = RefundStatus.SUCCEEDED
     refund.save()
     for item in refund.lines:
         line = OrderLine.objects.get(pk=item["line_id"])
         line.refunded_quantity += item["quantity"]
         line.save(update_fields=["refunded_quantity"])
-    order.refunded += refund.amount
-    order.payment_status = (
-        PaymentStatus.REFUNDED
-        if order.refunded >= order.total
-        else PaymentStatus.PARTIALLY_REFUNDED
-    )
-    order.save(update_fields=["refunded", "payment_status", "updated_at"])
+    _add_refunded(order, refund.amount)
     _record(
         order,
         "refunded",
         actor,
         conversation=conversation or refund.conversation,
         refund_id=refund.pk,
-        amount=refund.amount,
-        amount_display=money.format_money(refund.amount, order.currency),
+        **_amount(order, refund.amount),
         lines=refund.lines,
     )
     return refund
@@ -717,15 +754,11 @@ def cancel_order(
     order = _locked(order)
     if order.status == OrderStatus.CANCELLED:
         raise Conflict("the order is already cancelled")
-    if order.status == OrderStatus.CLOSED or order.fulfillment_status in (
-        FulfillmentStatus.FULFILLED,
-        FulfillmentStatus.PARTIAL,
-    ):
+    if order.status == OrderStatus.CLOSED or _shipped(order):
         raise Conflict("a shipped or closed order cannot be cancelled; create a return instead")
-    try:
-        gateway_for(order.store).cancel(order=order, reason=reason)
-    except PlatformError as exc:
-        raise _Refused(order, "cancel_failed", actor, exc.message) from exc
+    _on_platform(
+        order, "cancel_failed", actor, lambda gateway: gateway.cancel(order=order, reason=reason)
+    )
     order.status = OrderStatus.CANCELLED
     order.save(update_fields=["status", "updated_at"])
     _record(order, "cancelled", actor, conversation=conversation, reason=reason[:300])
@@ -768,15 +801,14 @@ def update_shipping_address(
     """Change where an unshipped order goes: on the platform first, then here."""
     clean = _clean_address(address)
     order = _locked(order)
-    if order.status != OrderStatus.OPEN or order.fulfillment_status in (
-        FulfillmentStatus.FULFILLED,
-        FulfillmentStatus.PARTIAL,
-    ):
+    if order.status != OrderStatus.OPEN or _shipped(order):
         raise Conflict("the address of a shipped, cancelled or closed order cannot change")
-    try:
-        gateway_for(order.store).update_shipping_address(order=order, address=clean)
-    except PlatformError as exc:
-        raise _Refused(order, "address_failed", actor, exc.message) from exc
+    _on_platform(
+        order,
+        "address_failed",
+        actor,
+        lambda gateway: gateway.update_shipping_address(order=order, address=clean),
+    )
     previous = order.shipping_address
     order.shipping_address = {**previous, **clean}
     order.save(update_fields=["shipping_address", "updated_at"])
@@ -898,12 +930,7 @@ def open_dispute(
         _record(order, "dispute_opened", actor, conversation=conversation, **data)
     else:
         assert conversation is not None
-        ConversationEvent.objects.create(
-            conversation=conversation,
-            kind=EventKind.ORDER_ACTION,
-            actor=actor,
-            data={"action": "dispute_opened", **data},
-        )
+        _record_on_conversation(conversation.pk, "dispute_opened", actor, data)
     return dispute
 
 
@@ -947,12 +974,7 @@ def advance_dispute(
     if dispute.order is not None:
         _record(dispute.order, "dispute_status", actor, conversation=dispute.conversation, **data)
     elif dispute.conversation_id is not None:
-        ConversationEvent.objects.create(
-            conversation_id=dispute.conversation_id,
-            kind=EventKind.ORDER_ACTION,
-            actor=actor,
-            data={"action": "dispute_status", **data},
-        )
+        _record_on_conversation(dispute.conversation_id, "dispute_status", actor, data)
     return dispute
 
 
@@ -993,20 +1015,13 @@ def record_platform_refund(
         external_id=external_id,
         reason="platform",
     )
-    order.refunded += applied
-    order.payment_status = (
-        PaymentStatus.REFUNDED
-        if order.refunded >= order.total
-        else PaymentStatus.PARTIALLY_REFUNDED
-    )
-    order.save(update_fields=["refunded", "payment_status", "updated_at"])
+    _add_refunded(order, applied)
     _record(
         order,
         "refunded",
         None,
         refund_id=refund.pk,
-        amount=applied,
-        amount_display=money.format_money(applied, order.currency),
+        **_amount(order, applied),
         clamped_from=amount if applied != amount else None,
         source="platform",
     )

@@ -9,6 +9,7 @@ still refundable). Above the caller's refund limit the answer is the refund with
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from django.http import HttpRequest
 from ninja import File, Router, Schema, Status, UploadedFile
@@ -99,6 +100,28 @@ def _user(request: HttpRequest) -> Agent:
     return request.auth  # type: ignore[attr-defined, no-any-return]
 
 
+def _caller_and_order(request: HttpRequest, order_id: int) -> tuple[Agent, Order]:
+    """The caller and the order they name, through the scoped selector (NotFound otherwise)."""
+    user = _user(request)
+    return user, selectors.get_order(user, order_id)
+
+
+def _one_of(related: Any, pk: int, noun: str) -> Any:
+    """The object ``pk`` among the order's ``related`` (refunds, returns...), or NotFound."""
+    found = related.filter(pk=pk).first()
+    if found is None:
+        raise NotFound(f"{noun} {pk} not found")
+    return found
+
+
+def _conversation_of(user: Agent, conversation_id: int | None):  # type: ignore[no-untyped-def]
+    return get_conversation(user, conversation_id) if conversation_id else None
+
+
+def _lines(items: list[Any]) -> list[actions.RefundLine]:
+    return [actions.RefundLine(line_id=i.line_id, quantity=i.quantity) for i in items]
+
+
 def _refund_out(refund: Refund, currency: str) -> dict:
     return {
         "id": refund.pk,
@@ -155,29 +178,22 @@ def order_detail(request: HttpRequest, order_id: int):  # type: ignore[no-untype
 
 @router.post("/orders/{order_id}/refunds", response={201: RefundOut})
 def order_refund(request: HttpRequest, order_id: int, payload: RefundIn):  # type: ignore[no-untyped-def]
-    user = _user(request)
-    order = selectors.get_order(user, order_id)
-    conversation = (
-        get_conversation(user, payload.conversation_id) if payload.conversation_id else None
-    )
+    user, order = _caller_and_order(request, order_id)
     refund = actions.refund_order(
         order=order,
         actor=user,
-        lines=[actions.RefundLine(line_id=i.line_id, quantity=i.quantity) for i in payload.lines],
+        lines=_lines(payload.lines),
         amount=payload.amount,
         reason=payload.reason,
-        conversation=conversation,
+        conversation=_conversation_of(user, payload.conversation_id),
     )
     return Status(201, _refund_out(refund, order.currency))
 
 
 @router.post("/orders/{order_id}/cancel", response=OrderOut)
 def order_cancel(request: HttpRequest, order_id: int, payload: CancelIn):  # type: ignore[no-untyped-def]
-    user = _user(request)
-    order = selectors.get_order(user, order_id)
-    conversation = (
-        get_conversation(user, payload.conversation_id) if payload.conversation_id else None
-    )
+    user, order = _caller_and_order(request, order_id)
+    conversation = _conversation_of(user, payload.conversation_id)
     actions.cancel_order(order=order, actor=user, reason=payload.reason, conversation=conversation)
     return _order_out(selectors.get_order(user, order_id))
 
@@ -251,18 +267,11 @@ class DisputeOut(Schema):
     resolution: str
 
 
-def _conversation_of(user: Agent, conversation_id: int | None):  # type: ignore[no-untyped-def]
-    return get_conversation(user, conversation_id) if conversation_id else None
-
-
 @router.post("/orders/{order_id}/refunds/{refund_id}/decision", response=RefundOut)
 def refund_decision(request: HttpRequest, order_id: int, refund_id: int, payload: DecisionIn):  # type: ignore[no-untyped-def]
     """A lead or admin approves (carried out on the platform) or rejects a pending refund."""
-    user = _user(request)
-    order = selectors.get_order(user, order_id)
-    refund = order.refunds.filter(pk=refund_id).first()
-    if refund is None:
-        raise NotFound(f"refund {refund_id} not found")
+    user, order = _caller_and_order(request, order_id)
+    refund = _one_of(order.refunds, refund_id, "refund")
     if payload.approve:
         refund = actions.approve_refund(refund=refund, actor=user)
     else:
@@ -272,12 +281,11 @@ def refund_decision(request: HttpRequest, order_id: int, refund_id: int, payload
 
 @router.post("/orders/{order_id}/returns", response={201: ReturnOut})
 def return_create(request: HttpRequest, order_id: int, payload: ReturnIn):  # type: ignore[no-untyped-def]
-    user = _user(request)
-    order = selectors.get_order(user, order_id)
+    user, order = _caller_and_order(request, order_id)
     rma = actions.create_return(
         order=order,
         actor=user,
-        lines=[actions.RefundLine(line_id=i.line_id, quantity=i.quantity) for i in payload.lines],
+        lines=_lines(payload.lines),
         reason=payload.reason,
         condition=payload.condition,
         label_url=payload.label_url,
@@ -288,11 +296,8 @@ def return_create(request: HttpRequest, order_id: int, payload: ReturnIn):  # ty
 
 @router.post("/orders/{order_id}/returns/{return_id}/status", response=ReturnOut)
 def return_move(request: HttpRequest, order_id: int, return_id: int, payload: ReturnMoveIn):  # type: ignore[no-untyped-def]
-    user = _user(request)
-    order = selectors.get_order(user, order_id)
-    rma = order.returns.filter(pk=return_id).first()
-    if rma is None:
-        raise NotFound(f"return {return_id} not found")
+    user, order = _caller_and_order(request, order_id)
+    rma = _one_of(order.returns, return_id, "return")
     return actions.advance_return(
         rma=rma, actor=user, status=payload.status, label_url=payload.label_url
     )
@@ -300,8 +305,7 @@ def return_move(request: HttpRequest, order_id: int, return_id: int, payload: Re
 
 @router.post("/orders/{order_id}/disputes", response={201: DisputeOut})
 def dispute_open(request: HttpRequest, order_id: int, payload: DisputeIn):  # type: ignore[no-untyped-def]
-    user = _user(request)
-    order = selectors.get_order(user, order_id)
+    user, order = _caller_and_order(request, order_id)
     dispute = actions.open_dispute(
         kind=payload.kind,
         actor=user,
@@ -314,11 +318,8 @@ def dispute_open(request: HttpRequest, order_id: int, payload: DisputeIn):  # ty
 
 @router.post("/orders/{order_id}/disputes/{dispute_id}/status", response=DisputeOut)
 def dispute_move(request: HttpRequest, order_id: int, dispute_id: int, payload: DisputeMoveIn):  # type: ignore[no-untyped-def]
-    user = _user(request)
-    order = selectors.get_order(user, order_id)
-    dispute = order.disputes.filter(pk=dispute_id).first()
-    if dispute is None:
-        raise NotFound(f"dispute {dispute_id} not found")
+    user, order = _caller_and_order(request, order_id)
+    dispute = _one_of(order.disputes, dispute_id, "dispute")
     return actions.advance_dispute(
         dispute=dispute, actor=user, status=payload.status, resolution=payload.resolution
     )
