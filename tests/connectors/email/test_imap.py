@@ -409,3 +409,40 @@ def test_a_missing_folder_is_recorded_and_the_other_folders_are_read(dovecot):
     assert MailboxCursor.objects.get(inbox=inbox, folder="Gone").last_error != ""
     assert MailboxCursor.objects.get(inbox=inbox, folder="INBOX").last_error == ""
     assert_holds(inbox, mails.expected["mailbox"])
+
+
+def test_the_poller_follows_inboxes_added_changed_and_switched_off(dovecot):
+    user = dovecot.add_user()
+    poller = imap.Poller(poll_seconds=600, refresh_seconds=600)
+    first: dict = {}
+    second: dict = {}
+    try:
+        # Given a poller with nothing to do, when an inbox with two folders appears
+        poller.refresh()
+        assert poller.watchers == {}
+        inbox = imap_inbox(dovecot, user, folders=["INBOX", "Archive"])
+        poller.refresh()
+        first = {key[:2]: watcher for key, (watcher, _) in poller.watchers.items()}
+        # Then each folder gets a watcher
+        assert set(first) == {(inbox.pk, "INBOX"), (inbox.pk, "Archive")}
+
+        # When its connection settings change, the watchers start again with them
+        config.configure(inbox, imap_host="localhost")
+        inbox.save()
+        poller.refresh()
+        second = {key[:2]: watcher for key, (watcher, _) in poller.watchers.items()}
+        assert set(second) == set(first)
+        assert all(second[key] is not first[key] for key in first)
+        assert all(watcher.stop.is_set() for watcher in first.values())
+
+        # And when the inbox is switched off, its watchers stop
+        inbox.is_active = False
+        inbox.save()
+        poller.refresh()
+        assert poller.watchers == {}
+        assert all(watcher.stop.is_set() for watcher in second.values())
+    finally:
+        poller._stop_all()
+        for watcher in [*first.values(), *second.values()]:
+            watcher.join(20)
+    assert not any(w.is_alive() for w in [*first.values(), *second.values()])
