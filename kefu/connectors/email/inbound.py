@@ -19,6 +19,7 @@ it knows (GB2312, GBK, Big5, ISO-8859-x, UTF-8, ...), nested multiparts, attachm
 from __future__ import annotations
 
 import hashlib
+import mimetypes
 import re
 from dataclasses import dataclass
 from email import policy
@@ -62,9 +63,11 @@ def parse(raw: bytes, *, max_attachment_bytes: int | None = None) -> ParsedMail:
     if skipped:
         return ParsedMail(None, skipped)
     name, address = _sender(mail)
-    text, html, original = _bodies(mail)
+    plain = mail.get_body(preferencelist=("plain",))
+    rich = mail.get_body(preferencelist=("html",))
+    text, html, original = _bodies(plain, rich)
     subject = _header(mail, "Subject")[:300]
-    attachments = _attachments(mail, max_attachment_bytes)
+    attachments = _attachments(mail, [plain, rich], max_attachment_bytes)
     digest = hashlib.sha256(raw).hexdigest()
     metadata: dict = {
         "email": {"from": address, "sha256": digest, "original_text": original[:50_000]}
@@ -138,10 +141,8 @@ def _sender(mail: EmailMessage) -> tuple[str, str]:
     raise InvalidMail("no sender address in From or Reply-To")
 
 
-def _bodies(mail: EmailMessage) -> tuple[str, str, str]:
+def _bodies(plain: MIMEPart | None, rich: MIMEPart | None) -> tuple[str, str, str]:
     """(text without quoted history or signature, html, the full original text)."""
-    plain = mail.get_body(preferencelist=("plain",))
-    rich = mail.get_body(preferencelist=("html",))
     original = _content(plain) if plain is not None else ""
     html = _content(rich) if rich is not None else ""
     return _strip_quote(original), html, original
@@ -192,12 +193,27 @@ def _date(mail: EmailMessage):  # type: ignore[no-untyped-def]
     return moment if moment.tzinfo is not None else None
 
 
-def _attachments(mail: EmailMessage, limit: int | None) -> list[InboundAttachment]:
-    parts = list(mail.iter_attachments())
-    # Calendar invitations sit inside multipart/alternative beside the text, where
-    # iter_attachments does not look: keep them as files, never as the body.
-    parts += [p for p in mail.walk() if _is_calendar(p) and p not in parts]
-    return [_attachment(part, limit) for part in parts]
+def _attachments(
+    mail: EmailMessage, bodies: list[MIMEPart | None], limit: int | None
+) -> list[InboundAttachment]:
+    """Every part that is not the text or HTML body shown: attachments, inline images (inside
+    multipart/related), calendar invitations (beside the text in multipart/alternative, where
+    ``iter_attachments`` does not look), further text parts, forwarded mail (whole). Nothing a
+    customer sent is dropped."""
+    shown = {id(part) for part in bodies if part is not None}
+    found: list[EmailMessage | MIMEPart] = []
+
+    def visit(part: EmailMessage | MIMEPart) -> None:
+        if part.get_content_type() == "message/rfc822":
+            found.append(part)  # kept whole, not taken apart
+        elif part.is_multipart():
+            for child in part.iter_parts():
+                visit(child)
+        elif id(part) not in shown:
+            found.append(part)
+
+    visit(mail)
+    return [_attachment(part, limit) for part in found]
 
 
 def _is_calendar(part: EmailMessage | MIMEPart) -> bool:
@@ -206,9 +222,7 @@ def _is_calendar(part: EmailMessage | MIMEPart) -> bool:
 
 def _attachment(part: EmailMessage | MIMEPart, limit: int | None) -> InboundAttachment:
     content = _payload(part)
-    default_name = "invite.ics" if _is_calendar(part) else "attachment"
-    if part.get_content_type() == "message/rfc822":
-        default_name = "forwarded.eml"
+    default_name = _default_name(part)
     item = InboundAttachment(
         filename=_filename(part) or default_name,
         content_type=part.get_content_type(),
@@ -219,6 +233,16 @@ def _attachment(part: EmailMessage | MIMEPart, limit: int | None) -> InboundAtta
         item.content = None
         item.refused_reason = f"larger than the inbox limit of {limit} bytes"
     return item
+
+
+def _default_name(part: EmailMessage | MIMEPart) -> str:
+    content_type = part.get_content_type()
+    if _is_calendar(part):
+        return "invite.ics"
+    if content_type == "message/rfc822":
+        return "forwarded.eml"
+    extension = mimetypes.guess_extension(content_type) or ""
+    return f"{'image' if content_type.startswith('image/') else 'attachment'}{extension}"
 
 
 def _payload(part: EmailMessage | MIMEPart) -> bytes:

@@ -517,3 +517,35 @@ def test_a_wrong_setting_is_an_error_not_ignored(inbox, values, error):
     with pytest.raises(ValueError, match=re.escape(error)):
         config.configure(inbox, **values)
     assert inbox.config == before
+
+
+def test_inline_images_and_further_text_parts_are_kept_as_attachments(client, inbox, settings):
+    # Given an HTML mail with an inline image (multipart/related inside the alternative), and
+    # a text part after it (as Apple Mail splits text around a pasted picture)
+    settings.MEDIA_ROOT = str(Path(settings.VAR_DIR) / "media-test")
+    message = mail("See the photo.")
+    message.add_alternative('<p>See <img src="cid:photo1@x"></p>', subtype="html")
+    message.get_payload()[1].add_related(
+        b"\x89PNG-photo", maintype="image", subtype="png", cid="<photo1@x>"
+    )
+    message.make_mixed()
+    message.attach(_text_part("And the box was open too."))
+
+    post(client, inbox, raw(message))
+
+    stored = Message.objects.get()
+    assert stored.text == "See the photo."
+    files = sorted(
+        (a.filename, a.content_type, a.size) for a in Attachment.objects.filter(message=stored)
+    )
+    assert files == [
+        ("attachment.txt", "text/plain", 27),
+        ("image.png", "image/png", 10),
+    ]  # text + newline
+
+
+def _text_part(text: str) -> EmailMessage:
+    part = EmailMessage()
+    part.set_content(text)
+    del part["MIME-Version"]
+    return part
