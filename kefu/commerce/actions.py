@@ -232,6 +232,8 @@ class OrderData:
     shipping_address: dict = field(default_factory=dict)
     lines: Sequence[LineData] = ()
     raw: dict = field(default_factory=dict)
+    # When the platform last changed the order: an older snapshot than the one kept is stale.
+    changed_at: datetime | None = None
 
 
 def _validate_snapshot(data: OrderData) -> str:
@@ -280,6 +282,8 @@ def upsert_order(*, store: Store, data: OrderData) -> tuple[Order, bool]:
 
     Lines are matched by their platform id (or replaced wholesale when the platform gives
     none). The customer is resolved from the order's email and phone. Returns (order, created).
+    A snapshot older (``changed_at``) than the one kept changes nothing: a webhook retried late,
+    or a reconciliation that read the order before a webhook brought a newer state.
     """
     currency = _validate_snapshot(data)
     fields = {
@@ -302,6 +306,10 @@ def upsert_order(*, store: Store, data: OrderData) -> tuple[Order, bool]:
     order = (
         Order.objects.select_for_update().filter(store=store, external_id=data.external_id).first()
     )
+    if order is not None and _stale(order, data.changed_at):
+        return order, False
+    if data.changed_at is not None:
+        fields["platform_updated_at"] = data.changed_at
     created = order is None
     changed: list[str] = []
     if order is None:
@@ -322,7 +330,9 @@ def upsert_order(*, store: Store, data: OrderData) -> tuple[Order, bool]:
             order.save(update_fields=[*changed, "updated_at"])
     lines_changed = _sync_lines(order, data.lines)
     # A snapshot that only refreshes the raw payload is not news for the timeline or rules.
-    news = sorted(set(changed) - {"raw"}) + (["lines"] if lines_changed else [])
+    news = sorted(set(changed) - {"raw", "platform_updated_at"}) + (
+        ["lines"] if lines_changed else []
+    )
     if created or news:
         kind = "created" if created else "synced"
         _record(order, kind, None, on_conversations=False, number=order.number, changes=news)
@@ -330,6 +340,11 @@ def upsert_order(*, store: Store, data: OrderData) -> tuple[Order, bool]:
         # An exception order: on the conversations too, so rules can tell the customer.
         _record(order, "payment_failed", None, event="order.exception")
     return order, created
+
+
+def _stale(order: Order, changed_at: datetime | None) -> bool:
+    kept = order.platform_updated_at
+    return changed_at is not None and kept is not None and changed_at < kept
 
 
 def _sync_lines(order: Order, lines: Sequence[LineData]) -> bool:

@@ -97,6 +97,9 @@ class Order(models.Model):
     )
     status = models.CharField(max_length=16, choices=OrderStatus.choices, default=OrderStatus.OPEN)
     placed_at = models.DateTimeField()
+    platform_updated_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the platform last changed the snapshot kefu holds"
+    )
     shipping_address = models.JSONField(default=dict, blank=True)
     raw = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -145,3 +145,16 @@ def test_batches_process_everything_in_arrival_order(client, store):
     assert webhooks.drain(batch=2) == 5
     assert Order.objects.get().total == 10400  # the last one wins
     assert not webhooks.pending().exists()
+
+
+def test_a_snapshot_older_than_the_one_kept_changes_nothing(client, store):
+    newer = order(1, updated_at="2026-11-02T10:00:00-05:00", total_price="90.00")
+    older = order(1, updated_at="2026-11-02T09:00:00-05:00", total_price="115.00")
+    post(client, store, "orders/updated", json.dumps(newer).encode(), "new")
+    post(client, store, "orders/updated", json.dumps(older).encode(), "late-retry")
+    assert webhooks.drain() == 2
+    kept = Order.objects.get()
+    assert kept.total == 9000
+    assert kept.platform_updated_at.isoformat() == "2026-11-02T15:00:00+00:00"
+    assert kept.events.filter(kind="synced").count() == 0  # only "created"
+    assert WebhookDelivery.objects.get(event_id="late-retry").processed_at is not None

@@ -97,7 +97,8 @@ def test_bad_signature_and_the_creation_ping(client, store):
 
 
 CHANGED_PAGES = [
-    [{**ORDER, "id": 801, "number": "801", "status": "completed"}],
+    [{**ORDER, "id": 801, "number": "801", "status": "completed",
+      "date_modified_gmt": "2026-11-20T08:00:00"}],
     [{**ORDER, "id": 802, "number": "802", "status": "refunded",
       "refunds": [{"id": 3, "total": "-115.00"}]}],
 ]  # fmt: skip
@@ -209,7 +210,7 @@ def test_change_the_shipping_address_on_woocommerce(connected, django_user_model
                                          "country": "GB", "postcode": "LS1"}}  # fmt: skip
 
 
-def test_reconciliation_reads_every_modified_page_and_remembers_where_it_got(connected):
+def test_reconciliation_reads_every_modified_page_and_remembers_where_it_got(client, connected):
     from kefu.commerce.platforms.woocommerce.sync import reconcile
     from kefu.commerce.tasks import reconcile_store
 
@@ -225,6 +226,11 @@ def test_reconciliation_reads_every_modified_page_and_remembers_where_it_got(con
     assert (orders["#802"].payment_status, orders["#802"].refunded) == ("refunded", 11500)
     store.refresh_from_db()
     assert store.synced_at == started
+    # A webhook retried late with an older snapshot of #801 changes nothing.
+    stale = {**ORDER, "id": 801, "number": "801", "status": "processing",
+             "date_modified_gmt": "2026-11-19T08:00:00"}  # fmt: skip
+    deliver(client, store, "order.updated", stale, delivery="late")
+    assert Order.objects.get(number="#801").fulfillment_status == "fulfilled"
 
     FakeWoo.requests.clear()
     FakeWoo.behaviour = "down"

@@ -116,6 +116,7 @@ def order_data(payload: dict[str, Any]) -> OrderData:
             shipping_address=payload.get("shipping_address") or {},
             lines=lines,
             raw=payload,
+            changed_at=parse_datetime(str(payload.get("updated_at") or "")),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise InvalidInput(f"not a Shopify order payload: {exc}") from exc

@@ -122,6 +122,7 @@ def order_data(node: dict[str, Any]) -> actions.OrderData:
                 for item in (node.get("lineItems") or {}).get("nodes") or []
             ],
             raw=node,
+            changed_at=parse_datetime(str(node.get("updatedAt") or "")),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidInput(f"not a Shopify GraphQL order: {exc}") from exc

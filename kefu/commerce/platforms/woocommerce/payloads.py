@@ -7,7 +7,7 @@ string divided by its quantity.
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 from django.utils.dateparse import parse_datetime
@@ -32,6 +32,12 @@ STATUSES = {
 def _minor(value: Any, currency: str) -> int:
     text = str(value if value not in (None, "") else "0").strip().lstrip("-")
     return money.to_minor(text, currency)
+
+
+def _gmt(value: Any) -> datetime | None:
+    """A ``*_gmt`` field (no offset: UTC), or None."""
+    parsed = parse_datetime(str(value or ""))
+    return parsed.replace(tzinfo=UTC) if parsed is not None and parsed.tzinfo is None else parsed
 
 
 def order_data(payload: dict[str, Any]) -> OrderData:
@@ -79,6 +85,7 @@ def order_data(payload: dict[str, Any]) -> OrderData:
             shipping_address=payload.get("shipping") or {},
             lines=lines,
             raw=payload,
+            changed_at=_gmt(payload.get("date_modified_gmt")),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise InvalidInput(f"not a WooCommerce order payload: {exc}") from exc
