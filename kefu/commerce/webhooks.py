@@ -276,7 +276,7 @@ def drain(*, batch: int = BATCH) -> int:
     finally:
         if owner:
             jobs.drop(LEASE_NAME, owner)
-            if seen:
+            if seen and not is_sync():
                 poke()  # rounds left over (or an error): go on in a fresh drain
     return seen
 

@@ -158,3 +158,10 @@ def test_a_snapshot_older_than_the_one_kept_changes_nothing(client, store):
     assert kept.platform_updated_at.isoformat() == "2026-11-02T15:00:00+00:00"
     assert kept.events.filter(kind="synced").count() == 0  # only "created"
     assert WebhookDelivery.objects.get(event_id="late-retry").processed_at is not None
+
+
+def test_with_the_sync_setting_the_request_processes_at_once(client, store, settings):
+    settings.KEFU_COMMERCE_WEBHOOKS_SYNC = True
+    post(client, store, "orders/create", json.dumps(order(1)).encode())
+    assert Order.objects.get().number == "#1"
+    assert WebhookDelivery.objects.get().processed_at is not None
