@@ -26,6 +26,7 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from django.db import close_old_connections, connection, transaction
 from django.db.models import F
@@ -34,15 +35,18 @@ from imapclient import IMAPClient
 
 from kefu.connectors.email import inbound
 from kefu.connectors.email.config import EmailSettings, settings_of
-from kefu.connectors.email.ingest import store_mail
+from kefu.connectors.email.ingest import parse_mail, store_parsed
 from kefu.connectors.email.models import MailboxCursor
 from kefu.conversations.models import Inbox, InboxKind
 from kefu.core.errors import InvalidInput
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 TIMEOUT = 60.0
 FETCH_BATCH = 50
+# Mails stored per transaction: fewer commits, yet SQLite's write lock is never held long.
+TRANSACTION_MAILS = 10
 MAX_MAIL_BYTES = 50 * 1024 * 1024
 IDLE_SECONDS = 300.0  # servers end IDLE after 30 minutes; start a fresh one well before
 IDLE_CHECK_SECONDS = 1.0  # how often an idling thread looks whether it should stop
@@ -121,9 +125,9 @@ def poll_folder(client: IMAPClient, inbox: Inbox, folder: str) -> FolderPass:
         u for u in client.search(["UID", f"{cursor.last_uid + 1}:*"]) if u > cursor.last_uid
     )
     for chunk in _chunks(uids, FETCH_BATCH):
-        for uid, raw in _fetch(client, chunk):
-            done.fetched += 1
-            _store_one(inbox, cursor, uid, raw, done)
+        fetched = list(_fetch(client, chunk))
+        for group in _chunks(fetched, TRANSACTION_MAILS):
+            _store_group(inbox, cursor, group, done)
     MailboxCursor.objects.filter(pk=cursor.pk).update(last_polled_at=timezone.now(), last_error="")
     return done
 
@@ -146,7 +150,7 @@ def _cursor(inbox: Inbox, folder: str, uidvalidity: int) -> tuple[MailboxCursor,
     return cursor, True
 
 
-def _chunks(items: Sequence[int], size: int) -> Iterator[Sequence[int]]:
+def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
@@ -195,22 +199,46 @@ def _oversized(header: bytes, size: int) -> bytes:
     return b"\r\n".join([*kept, b"Content-Type: text/plain; charset=utf-8", b"", note.encode()])
 
 
-def _store_one(inbox: Inbox, cursor: MailboxCursor, uid: int, raw: bytes, done: FolderPass) -> None:
-    """Store the mail and advance the cursor in one transaction (see the module's contract)."""
+def _store_group(
+    inbox: Inbox, cursor: MailboxCursor, group: Sequence[tuple[int, bytes]], done: FolderPass
+) -> None:
+    """Store a few mails and advance the cursor past them in one transaction (see the module's
+    contract): one commit for several mails, and the parsing done before the transaction, so
+    SQLite's write lock is held for the database work only.
+
+    A mail that cannot be stored is recorded as refused in the same transaction; its own
+    savepoint keeps its neighbours. Counted only once committed.
+    """
+    parsed = [(uid, raw, _parsed(inbox, raw)) for uid, raw in group]
+    outcomes: list[str] = []
+    with transaction.atomic():
+        for uid, raw, mail in parsed:
+            if isinstance(mail, str):
+                _refuse(cursor, uid, raw, mail)
+                outcomes.append("refused")
+                continue
+            try:
+                with transaction.atomic():
+                    outcome = store_parsed(inbox, mail)
+            except InvalidInput as exc:
+                _refuse(cursor, uid, raw, str(exc))
+                outcomes.append("refused")
+                continue
+            outcomes.append(
+                "skipped" if outcome.skipped else "stored" if outcome.created else "duplicates"
+            )
+        _advance(cursor, group[-1][0])
+    done.fetched += len(outcomes)
+    for name in outcomes:
+        setattr(done, name, getattr(done, name) + 1)
+
+
+def _parsed(inbox: Inbox, raw: bytes) -> inbound.ParsedMail | str:
+    """The parsed mail, or why it cannot be read."""
     try:
-        with transaction.atomic():
-            outcome = store_mail(inbox, raw)
-            _advance(cursor, uid)
-    except (inbound.InvalidMail, InvalidInput) as exc:
-        _refuse(cursor, uid, raw, str(exc))
-        done.refused += 1
-        return
-    if outcome.skipped:
-        done.skipped += 1
-    elif outcome.created:
-        done.stored += 1
-    else:
-        done.duplicates += 1
+        return parse_mail(inbox, raw)
+    except inbound.InvalidMail as exc:
+        return str(exc)
 
 
 def _advance(cursor: MailboxCursor, uid: int) -> None:
@@ -222,21 +250,20 @@ def _advance(cursor: MailboxCursor, uid: int) -> None:
 
 
 def _refuse(cursor: MailboxCursor, uid: int, raw: bytes, reason: str) -> None:
+    """Record a mail that cannot be stored (inside the caller's transaction)."""
     logger.warning(
         "inbox %s folder %r UID %s not stored: %s", cursor.inbox_id, cursor.folder, uid, reason
     )
-    with transaction.atomic():
-        locked = MailboxCursor.objects.select_for_update().get(pk=cursor.pk)
-        entry = {
-            "uid": uid,
-            "uidvalidity": cursor.uidvalidity,
-            "reason": reason[:300],
-            "sha256": hashlib.sha256(raw).hexdigest(),
-            "at": timezone.now().isoformat(),
-        }
-        locked.refused = [*locked.refused, entry][-REFUSED_KEPT:]
-        locked.save(update_fields=["refused", "updated_at"])
-        _advance(cursor, uid)
+    locked = MailboxCursor.objects.select_for_update().get(pk=cursor.pk)
+    entry = {
+        "uid": uid,
+        "uidvalidity": cursor.uidvalidity,
+        "reason": reason[:300],
+        "sha256": hashlib.sha256(raw).hexdigest(),
+        "at": timezone.now().isoformat(),
+    }
+    locked.refused = [*locked.refused, entry][-REFUSED_KEPT:]
+    locked.save(update_fields=["refused", "updated_at"])
 
 
 # --- Mailboxes -------------------------------------------------------------------------------

@@ -38,8 +38,18 @@ class MailOutcome:
 def store_mail(inbox: Inbox, raw: bytes) -> MailOutcome:
     """Parse and store one mail. Raises inbound.InvalidMail (no sender) and InvalidInput (the
     pipeline refused it); both leave nothing stored."""
+    return store_parsed(inbox, parse_mail(inbox, raw))
+
+
+def parse_mail(inbox: Inbox, raw: bytes) -> inbound.ParsedMail:
+    """Parse with the inbox's settings (no database writes: callers parse outside their
+    transaction). Raises inbound.InvalidMail."""
+    return inbound.parse(raw, max_attachment_bytes=settings_of(inbox).max_attachment_bytes)
+
+
+def store_parsed(inbox: Inbox, parsed: inbound.ParsedMail) -> MailOutcome:
+    """Store a parsed mail (see ``store_mail``). Raises InvalidInput."""
     settings = settings_of(inbox)
-    parsed = inbound.parse(raw, max_attachment_bytes=settings.max_attachment_bytes)
     if parsed.message is None:
         return MailOutcome(inbox=inbox, skipped=parsed.skipped)
     target = _target_inbox(inbox, settings, parsed.relay)
