@@ -4,8 +4,8 @@ the server offers it (``kefu poll_mail``; ``kefu poll_mail --once`` for one pass
 Exactly once:
 - each (inbox, folder) has a cursor row (``MailboxCursor``): the folder's UIDVALIDITY and the
   highest UID stored. A mail is fetched with BODY.PEEK (the server's \\Seen flag is left alone),
-  stored, and the cursor advanced in the same transaction, so a poller killed at any point
-  fetches again from the last stored UID: nothing is skipped;
+  stored, and the cursor advanced in the same transaction (a few mails per transaction), so a
+  poller killed at any point fetches again from the last stored UID: nothing is skipped;
 - the pipeline stores a mail once by its key (Message-ID, else a SHA-256 of the raw mail), so
   what is fetched twice (after a kill, the same mail in two folders, a UIDVALIDITY change that
   makes the folder start over from UID 1) is stored once.
