@@ -446,3 +446,33 @@ def test_the_poller_follows_inboxes_added_changed_and_switched_off(dovecot):
         for watcher in [*first.values(), *second.values()]:
             watcher.join(20)
     assert not any(w.is_alive() for w in [*first.values(), *second.values()])
+
+
+def test_kefu_poll_mail_runs_until_sigterm_and_stores_mail_as_it_arrives(dovecot, tmp_path):
+    # Given `kefu poll_mail` running (the long-lived process, IDLE) on an empty mailbox
+    user = dovecot.add_user()
+    inbox = imap_inbox(dovecot, user, folders=["INBOX"])
+    log = tmp_path / "poll_mail.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kefu.config.cli", "poll_mail"],
+        env=poller_env(),
+        cwd=ROOT,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        _wait_for(lambda: MailboxCursor.objects.filter(inbox=inbox).exists(), timeout=60)
+        # When mail arrives, then it is stored
+        mails = corpus.build(3, seed=21, label="p", relay_target="mailbox")
+        upload(dovecot, user, mails)
+        expected = mails.expected["mailbox"].messages
+        _wait_for(lambda: Message.objects.filter(inbox=inbox).count() == expected, timeout=60)
+        # And SIGTERM stops it cleanly
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0, log.read_text()
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert_holds(inbox, mails.expected["mailbox"])
