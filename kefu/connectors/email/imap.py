@@ -239,6 +239,11 @@ def _parsed(inbox: Inbox, raw: bytes) -> inbound.ParsedMail | str:
         return parse_mail(inbox, raw)
     except inbound.InvalidMail as exc:
         return str(exc)
+    except Exception as exc:
+        # Parsing touches no database: whatever fails here fails again on every retry, and
+        # would hold up the folder behind this one mail. It stays on the server, recorded.
+        logger.exception("a mail kefu cannot parse")
+        return f"cannot parse: {describe(exc)}"
 
 
 def _advance(cursor: MailboxCursor, uid: int) -> None:
