@@ -24,3 +24,23 @@ def dovecot() -> Iterator[Dovecot]:
     server = Dovecot.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def forget_scheduled_ticks():
+    """Remove the IMAP ticks a test scheduled on RQ (a database queue is rolled back or flushed
+    with the test's data): a tick left behind would reschedule itself in any later worker."""
+    yield
+    from django.conf import settings
+
+    if not settings.TASKS["default"]["BACKEND"].startswith("django_tasks_rq"):
+        return
+    import django_rq
+    from django_tasks_rq import Job
+
+    queue = django_rq.get_queue("default", job_class=Job)
+    registry = queue.scheduled_job_registry
+    for job_id in registry.get_job_ids():
+        job = queue.fetch_job(job_id)
+        if job is None or "poll_mail_tick" in (job.description or ""):
+            registry.remove(job_id, delete_job=job is not None)

@@ -296,7 +296,9 @@ def _wait_for(condition, timeout: float = 30.0) -> None:  # type: ignore[no-unty
         time.sleep(0.05)
 
 
-def test_the_background_tick_polls_every_mailbox_and_schedules_the_next(dovecot):
+def test_the_background_tick_polls_every_mailbox_and_schedules_the_next(
+    dovecot, forget_scheduled_ticks
+):
     from django.core.cache import cache
 
     from kefu.connectors.email import tasks

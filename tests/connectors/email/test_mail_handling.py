@@ -8,6 +8,7 @@ import re
 import socket
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from io import StringIO
 from pathlib import Path
 
 import pytest
@@ -549,3 +550,19 @@ def _text_part(text: str) -> EmailMessage:
     part.set_content(text)
     del part["MIME-Version"]
     return part
+
+
+def test_poll_mail_enqueue_starts_the_periodic_pass_on_the_worker(forget_scheduled_ticks):
+    from django.core.management import call_command
+
+    from kefu.connectors.email.tasks import poll_mail_tick
+
+    out = StringIO()
+    call_command("poll_mail", "--enqueue", stdout=out)
+
+    assert out.getvalue().strip() == "the background worker now polls mail periodically"
+    if poll_mail_tick.get_backend().__class__.__name__ == "DatabaseBackend":
+        from django_tasks_db.models import DBTaskResult
+
+        [queued] = DBTaskResult.objects.filter(task_path__endswith="poll_mail_tick")
+        assert queued.run_after is not None
