@@ -90,7 +90,8 @@ def _one_address(value: str | None) -> str:
         raise ConnectorError("the customer has no email address", permanent=True)
     found = getaddresses([raw])
     address = found[0][1] if len(found) == 1 else ""
-    if not address or "@" not in address or any(c.isspace() for c in raw.strip()):
+    broken = any(c in raw for c in "\r\n\x00") or any(c.isspace() for c in address)
+    if broken or address.count("@") != 1:
         raise ConnectorError(f"not a single email address: {raw!r}", permanent=True)
     return address
 
