@@ -2,9 +2,9 @@
 
 Shapes, as mail programs and services send them: plain text in GB2312, GBK, Big5, ISO-8859-1
 and UTF-8 with RFC 2047 encoded subjects and names (Foxmail, old Outlook), HTML-only mail,
-attachments, calendar invitations, replies threaded by In-Reply-To, mail without a Message-ID,
-Amazon buyer-seller relay mail, DSN bounces and auto-replies (which must not be stored), and
-duplicates: the same mail in two folders (Gmail labels, a filter copying mail).
+attachments, inline pictures, calendar invitations, replies threaded by In-Reply-To, mail
+without a Message-ID, Amazon buyer-seller relay mail, DSN bounces and auto-replies (which must
+not be stored), and duplicates: the same mail in two folders (Gmail labels, a filter copying).
 
 Each customer's mails fall within a few hours, so a customer's mails make exactly one
 conversation; the expected number of conversations is the number of customers with stored mail.
@@ -22,6 +22,7 @@ from email.header import Header
 from email.message import Message
 from email.mime.application import MIMEApplication
 from email.mime.base import MIMEBase
+from email.mime.image import MIMEImage
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.utils import format_datetime, formataddr
@@ -45,6 +46,7 @@ class Expected:
 
     keys: set[str] = field(default_factory=set)
     customers: set[str] = field(default_factory=set)
+    files: dict[str, int] = field(default_factory=dict)  # key -> attachments the mail has
 
     @property
     def messages(self) -> int:
@@ -53,6 +55,10 @@ class Expected:
     @property
     def conversations(self) -> int:
         return len(self.customers)
+
+    @property
+    def attachments(self) -> int:
+        return sum(self.files.values())
 
 
 @dataclass
@@ -83,11 +89,12 @@ class _Builder:
         kinds = [
             (self.customer_mail, 44), (self.html_only, 10), (self.with_attachment, 10),
             (self.without_message_id, 8), (self.amazon, 10), (self.calendar, 2),
+            (self.inline_image, 4),
             (self.bounce, 6), (self.auto_reply, 6),
         ]  # fmt: skip
         makers = [maker for maker, weight in kinds for _ in range(weight)]
         while len(self.corpus.mails) < total:
-            raw, target, customer, key = self.random.choice(makers)()
+            raw, target, customer, key, files = self.random.choice(makers)()
             copies = ["INBOX"]
             if len(self.corpus.mails) + 1 < total and self.random.random() < 0.08:
                 copies.append("Archive")  # the same mail in a second folder
@@ -97,6 +104,7 @@ class _Builder:
                 self.corpus.skipped += len(copies)
             else:
                 self.corpus.expected[target].keys.add(key)
+                self.corpus.expected[target].files[key] = files
                 self.corpus.expected[target].customers.add(customer)
         return self.corpus
 
@@ -128,9 +136,10 @@ class _Builder:
             self.first_ids[customer] = key
         return key
 
-    def _done(self, mail: Message, key: str, customer: str, target: str | None = "mailbox"):  # type: ignore[no-untyped-def]
+    def _done(self, mail: Message, key: str, customer: str, target: str | None = "mailbox",
+              files: int = 0):  # type: ignore[no-untyped-def]  # fmt: skip
         raw = mail.as_bytes(policy=CRLF)
-        return raw, target, customer, key or f"sha256:{hashlib.sha256(raw).hexdigest()}"
+        return raw, target, customer, key or f"sha256:{hashlib.sha256(raw).hexdigest()}", files
 
     def customer_mail(self):  # type: ignore[no-untyped-def]
         charset = self.random.choice(CHARSETS)
@@ -159,7 +168,7 @@ class _Builder:
         photo.add_header("Content-Disposition", "attachment", filename=("utf-8", "", "破损.jpg"))
         mail.attach(photo)
         key = self._headers(mail, customer, "Tom Lee", "utf-8", "Damaged item")
-        return self._done(mail, key, customer)
+        return self._done(mail, key, customer, files=1)
 
     def without_message_id(self):  # type: ignore[no-untyped-def]
         customer = self._customer()
@@ -175,7 +184,21 @@ class _Builder:
         invite.set_payload("BEGIN:VCALENDAR\r\nMETHOD:REQUEST\r\nEND:VCALENDAR\r\n")
         mail.attach(invite)
         key = self._headers(mail, customer, "Kim", "utf-8", "Invitation: call")
-        return self._done(mail, key, customer)
+        return self._done(mail, key, customer, files=1)
+
+    def inline_image(self):  # type: ignore[no-untyped-def]
+        # Outlook's shape for a pasted picture: alternative(text, related(html, image)).
+        customer = self._customer()
+        related = MIMEMultipart("related")
+        related.attach(MIMEText('<p>Look: <img src="cid:pic1@mail"></p>', "html", "utf-8"))
+        picture = MIMEImage(b"\x89PNG\r\n\x1a\n" + self.random.randbytes(512), "png")
+        picture.add_header("Content-ID", "<pic1@mail>")
+        related.attach(picture)
+        mail = MIMEMultipart("alternative")
+        mail.attach(MIMEText("Look: [picture]", "plain", "utf-8"))
+        mail.attach(related)
+        key = self._headers(mail, customer, "Mia", "utf-8", "Scratch on the lid")
+        return self._done(mail, key, customer, files=1)
 
     def amazon(self):  # type: ignore[no-untyped-def]
         buyer = f"{self.label}{self.random.randrange(60):04x}@marketplace.amazon.com"
@@ -213,7 +236,7 @@ class _Builder:
             "Final-Recipient: rfc822; gone@mail.example\r\nAction: failed\r\nStatus: 5.1.1\r\n"
             "\r\n--b1--\r\n"
         )
-        return raw.encode(), None, "", ""
+        return raw.encode(), None, "", "", 0
 
     def auto_reply(self):  # type: ignore[no-untyped-def]
         customer = self._customer()

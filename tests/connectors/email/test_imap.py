@@ -22,7 +22,7 @@ from imapclient import IMAPClient
 
 from kefu.connectors.email import config, imap
 from kefu.connectors.email.models import MailboxCursor
-from kefu.conversations.models import Conversation, Inbox, InboxKind, Message
+from kefu.conversations.models import Attachment, Conversation, Inbox, InboxKind, Message
 from tests.connectors.email import corpus
 from tests.connectors.email.dovecot import PASSWORD, Dovecot
 from tests.factories import InboxFactory
@@ -79,6 +79,8 @@ def assert_holds(inbox: Inbox, expected: corpus.Expected) -> None:
     messages, conversations, keys = stored(inbox)
     assert keys == expected.keys
     assert (messages, conversations) == (expected.messages, expected.conversations)
+    files = Attachment.objects.filter(message__inbox=inbox, refused_reason="").count()
+    assert files == expected.attachments
 
 
 def test_a_thousand_mixed_mails_in_two_mailboxes_are_stored_once_each(dovecot):
@@ -221,6 +223,7 @@ def test_a_uidvalidity_change_reads_the_folder_again_without_duplicates(dovecot)
     expected = corpus.Expected(
         keys=mails.expected["mailbox"].keys | more.expected["mailbox"].keys,
         customers=mails.expected["mailbox"].customers | more.expected["mailbox"].customers,
+        files=mails.expected["mailbox"].files | more.expected["mailbox"].files,
     )
     assert_holds(inbox, expected)
     assert done.folders[0].stored == more.expected["mailbox"].messages
