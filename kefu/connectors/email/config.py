@@ -6,8 +6,10 @@
 to kefu.
 
 IMAP polling (``kefu poll_mail``): ``imap_host``, ``imap_port`` (993 with "ssl", else 143),
-``imap_security`` ("ssl", "starttls" or "none"), ``imap_user``, ``imap_password`` and
-``imap_folders`` (a list, or a comma-separated string; default ``["INBOX"]``).
+``imap_security`` ("ssl", "starttls" or "none"), ``imap_user``, ``imap_password``,
+``imap_folders`` (a list, or a comma-separated string; default ``["INBOX"]``) and
+``imap_since_days`` (the first time a folder is read, or after its UIDVALIDITY changed, take
+only mail that arrived in the last N days; 0: only mail arriving from now on; unset: all).
 
 Mail handling: ``max_attachment_bytes`` (default 25 MB; larger attachments are recorded as
 refused), ``flood_per_hour`` (mails from one sender in an hour beyond which they are flagged as a
@@ -31,6 +33,7 @@ KEYS = (
     "address", "ingest_token",
     "smtp_host", "smtp_port", "smtp_security", "smtp_user", "smtp_password",
     "imap_host", "imap_port", "imap_security", "imap_user", "imap_password", "imap_folders",
+    "imap_since_days",
     "max_attachment_bytes", "flood_per_hour", "marketplace_inbox_id",
 )  # fmt: skip
 _INTEGER_KEYS = (
@@ -53,6 +56,7 @@ class EmailSettings:
     imap_user: str = ""
     imap_password: str = ""
     imap_folders: tuple[str, ...] = ("INBOX",)
+    imap_since_days: int | None = None
     max_attachment_bytes: int = DEFAULT_MAX_ATTACHMENT_BYTES
     flood_per_hour: int = DEFAULT_FLOOD_PER_HOUR
     marketplace_inbox_id: int | None = None
@@ -82,6 +86,7 @@ def settings_of(inbox: Inbox) -> EmailSettings:
         imap_security=imap_security,
         imap_user=str(config.get("imap_user") or ""),
         imap_folders=_folders(config.get("imap_folders")),
+        imap_since_days=_not_negative(config.get("imap_since_days")),
         max_attachment_bytes=_positive(config.get("max_attachment_bytes"))
         or DEFAULT_MAX_ATTACHMENT_BYTES,
         flood_per_hour=_positive(config.get("flood_per_hour")) or DEFAULT_FLOOD_PER_HOUR,
@@ -117,6 +122,11 @@ def _stored(key: str, value: object) -> object:
         raise ValueError(f"{key} must be one of {', '.join(SECURITY)}, got {value!r}")
     if key == "imap_folders":
         return list(_folders(value))
+    if key == "imap_since_days":
+        days = _not_negative(value)
+        if days is None:
+            raise ValueError(f"{key} must be 0 or a positive whole number, got {value!r}")
+        return days
     return value
 
 
@@ -130,6 +140,11 @@ def _positive(value: object) -> int | None:
     except (TypeError, ValueError):
         return None
     return number if number > 0 else None
+
+
+def _not_negative(value: object) -> int | None:
+    number = _positive(value)
+    return 0 if number is None and str(value).strip() == "0" else number
 
 
 def _folders(value: object) -> tuple[str, ...]:

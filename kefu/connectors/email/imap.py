@@ -26,6 +26,7 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TypeVar
 
 from django.db import close_old_connections, connection, transaction
@@ -119,7 +120,7 @@ def poll_folder(client: IMAPClient, inbox: Inbox, folder: str) -> FolderPass:
     (the cursor keeps what was stored before)."""
     done = FolderPass(inbox_id=inbox.pk, folder=folder)
     selected = client.select_folder(folder, readonly=True)
-    cursor, done.resynced = _cursor(inbox, folder, int(selected[b"UIDVALIDITY"]))
+    cursor, done.resynced = _cursor(client, inbox, folder, selected)
     # "n:*" always matches the newest mail even when its UID is below n: filter it out.
     uids = sorted(
         u for u in client.search(["UID", f"{cursor.last_uid + 1}:*"]) if u > cursor.last_uid
@@ -132,22 +133,45 @@ def poll_folder(client: IMAPClient, inbox: Inbox, folder: str) -> FolderPass:
     return done
 
 
-def _cursor(inbox: Inbox, folder: str, uidvalidity: int) -> tuple[MailboxCursor, bool]:
-    """The folder's cursor; a changed UIDVALIDITY starts it over from UID 1 (True)."""
-    cursor, _ = MailboxCursor.objects.get_or_create(
-        inbox=inbox, folder=folder, defaults={"uidvalidity": uidvalidity}
-    )
+def _cursor(
+    client: IMAPClient, inbox: Inbox, folder: str, selected: dict
+) -> tuple[MailboxCursor, bool]:
+    """The folder's cursor; a changed UIDVALIDITY starts it over (True). A new cursor, or one
+    starting over, begins at the inbox's ``imap_since_days`` window (all mail without one)."""
+    uidvalidity = int(selected[b"UIDVALIDITY"])
+    cursor = MailboxCursor.objects.filter(inbox=inbox, folder=folder).first()
+    if cursor is None:
+        start = _first_uid(client, selected, settings_of(inbox).imap_since_days)
+        cursor, _ = MailboxCursor.objects.get_or_create(
+            inbox=inbox, folder=folder, defaults={"uidvalidity": uidvalidity, "last_uid": start}
+        )
     if cursor.uidvalidity == uidvalidity:
         return cursor, False
     logger.warning(
         "inbox %s folder %r: UIDVALIDITY %s -> %s, reading the folder again from the start",
         inbox.pk, folder, cursor.uidvalidity, uidvalidity,
     )  # fmt: skip
+    start = _first_uid(client, selected, settings_of(inbox).imap_since_days)
     MailboxCursor.objects.filter(pk=cursor.pk).update(
-        uidvalidity=uidvalidity, last_uid=0, resyncs=F("resyncs") + 1
+        uidvalidity=uidvalidity, last_uid=start, resyncs=F("resyncs") + 1
     )
     cursor.refresh_from_db()
     return cursor, True
+
+
+def _first_uid(client: IMAPClient, selected: dict, since_days: int | None) -> int:
+    """The UID after which to read: 0 for all mail; with a window of days, the one before the
+    first mail that arrived within it (IMAP SINCE: the server's arrival date)."""
+    if since_days is None:
+        return 0
+    following = int(selected.get(b"UIDNEXT") or 0)
+    if not following:  # a server that does not say: the newest UID + 1
+        following = max(client.search(["ALL"]) or [0]) + 1
+    if since_days == 0:
+        return following - 1
+    since = (timezone.now() - timedelta(days=since_days)).date()
+    recent = client.search(["SINCE", since])
+    return (min(recent) - 1) if recent else following - 1
 
 
 def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
 
@@ -481,3 +482,34 @@ def test_kefu_poll_mail_runs_until_sigterm_and_stores_mail_as_it_arrives(dovecot
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
     assert_holds(inbox, mails.expected["mailbox"])
+
+
+@pytest.mark.parametrize(("since_days", "expected_old"), [(None, True), (30, False), (0, False)])
+def test_a_first_sync_takes_the_configured_window_of_history(dovecot, since_days, expected_old):
+    # Given a mailbox with mail that arrived 90 days ago and mail from yesterday
+    user = dovecot.add_user()
+    old = corpus.build(4, seed=31, label="o", relay_target="mailbox")
+    recent = corpus.build(3, seed=32, label="r", relay_target="mailbox")
+    now = datetime.now(UTC)
+    with client_for(dovecot, user) as client:
+        for _, raw in old.mails:
+            client.append("INBOX", raw, msg_time=now - timedelta(days=90))
+        for _, raw in recent.mails:
+            client.append("INBOX", raw, msg_time=now - timedelta(days=1))
+    extra = {} if since_days is None else {"imap_since_days": since_days}
+    inbox = imap_inbox(dovecot, user, folders=["INBOX"], **extra)
+
+    # When the folder is read for the first time, then only the window is taken
+    imap.poll_all()
+    taken = set(Message.objects.filter(inbox=inbox).values_list("external_id", flat=True))
+    expected = set(recent.expected["mailbox"].keys) if since_days != 0 else set()
+    if expected_old:
+        expected |= old.expected["mailbox"].keys
+    assert taken == expected
+
+    # And mail arriving later is always taken
+    later = corpus.build(2, seed=33, label="l", relay_target="mailbox")
+    upload(dovecot, user, later)
+    imap.poll_all()
+    taken = set(Message.objects.filter(inbox=inbox).values_list("external_id", flat=True))
+    assert taken == expected | later.expected["mailbox"].keys

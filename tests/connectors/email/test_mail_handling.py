@@ -511,6 +511,7 @@ def test_imap_settings_are_stored_with_the_password_encrypted(inbox, monkeypatch
         ({"imap_port": "abc"}, "imap_port must be a positive whole number"),
         ({"max_attachment_bytes": "-1"}, "max_attachment_bytes must be a positive whole number"),
         ({"imap_security": "tls"}, "imap_security must be one of starttls, ssl, none"),
+        ({"imap_since_days": "-1"}, "imap_since_days must be 0 or a positive whole number"),
     ],
 )
 def test_a_wrong_setting_is_an_error_not_ignored(inbox, values, error):
