@@ -72,6 +72,12 @@ def parse(raw: bytes, *, max_attachment_bytes: int | None = None) -> ParsedMail:
     metadata: dict = {
         "email": {"from": address, "sha256": digest, "original_text": original[:50_000]}
     }
+    listed = _mailing_list(mail)
+    if listed:
+        # Came through a list (a Google Group as the support address, say): kept, but no rule
+        # answers it, so kefu never starts a conversation with a list robot.
+        metadata["email"]["mailing_list"] = listed
+        metadata["skip_automation"] = True
     refused = [_refusal(item) for item in attachments if item.refused_reason]
     if refused:
         metadata["refused_attachments"] = refused
@@ -121,11 +127,21 @@ def _skip_reason(mail: EmailMessage) -> str:
         return "bounce"
     auto = _header(mail, "Auto-Submitted").lower()
     precedence = _header(mail, "Precedence").lower()
-    if (auto and auto != "no") or precedence in ("bulk", "junk", "list", "auto_reply"):
+    # "Precedence: list" is not here: a support address that is a Google Group or a mailing
+    # list brings every customer's mail with it. Such mail is stored, marked (see parse).
+    if (auto and auto != "no") or precedence in ("bulk", "junk", "auto_reply"):
         return "auto-reply"
     if mail.get("X-Autoreply") or mail.get("X-Autorespond"):
         return "auto-reply"
     return ""
+
+
+def _mailing_list(mail: EmailMessage) -> str:
+    """The list a mail came through (its List-Id, else "list" for Precedence: list), or ""."""
+    list_id = _header(mail, "List-Id")
+    if list_id:
+        return list_id[:200]
+    return "list" if _header(mail, "Precedence").lower() == "list" else ""
 
 
 def _sender_is_daemon(mail: EmailMessage) -> bool:

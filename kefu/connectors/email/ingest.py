@@ -18,6 +18,7 @@ from kefu.connectors.email.config import EmailSettings, settings_of
 from kefu.conversations.actions import receive_message
 from kefu.conversations.inbound import InboundMessage
 from kefu.conversations.models import Conversation, Direction, Inbox, InboxKind, Message
+from kefu.core.errors import InvalidInput
 from kefu.customers.identities import normalize_email
 from kefu.customers.models import Identity
 
@@ -104,7 +105,7 @@ def _flag_flood(inbox: Inbox, settings: EmailSettings, message: InboundMessage) 
     sender = message.metadata.get("email", {}).get("from", "")
     try:
         address = normalize_email(sender)
-    except Exception:
+    except InvalidInput:
         return
     at = message.sent_at or timezone.now()
     earlier = Message.objects.filter(

@@ -567,3 +567,21 @@ def test_poll_mail_enqueue_starts_the_periodic_pass_on_the_worker(forget_schedul
 
         [queued] = DBTaskResult.objects.filter(task_path__endswith="poll_mail_tick")
         assert queued.run_after is not None
+
+
+def test_mail_through_a_google_group_is_stored_but_left_to_agents(client, inbox):
+    # Given the support address is a Google Group, which marks every mail it passes on
+    message = mail(
+        "My order never came.",
+        headers={
+            "Precedence": "list",
+            "List-Id": "<support.shop.example>",
+            "Mailing-list": "list support@shop.example; contact support+owners@shop.example",
+        },
+    )
+
+    # When it arrives, then it is stored (it is a customer's mail), marked so no rule answers
+    assert post(client, inbox, raw(message)).status_code == 202
+    stored = Message.objects.get()
+    assert stored.metadata["email"]["mailing_list"] == "<support.shop.example>"
+    assert stored.metadata["skip_automation"] is True
