@@ -465,6 +465,7 @@ class Poller:
                 close_old_connections()
             self.stopping.wait(self.refresh_seconds)
         self._stop_all()
+        connection.close()  # this thread's own connection (an idle session left open otherwise)
 
     def refresh(self) -> None:
         wanted = {
