@@ -73,7 +73,7 @@ print(json.dumps(dict(Conversation.objects.filter(thread_key__startswith="visito
 
 
 def raise_open_files() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 

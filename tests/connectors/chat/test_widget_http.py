@@ -3,6 +3,7 @@ email through a real SMTP server."""
 
 from __future__ import annotations
 
+import hashlib
 import socket
 
 import pytest
@@ -47,7 +48,8 @@ def visitor_token(inbox) -> tuple[str, str]:
 
 
 def write(inbox, visitor, text="Hello", email=""):
-    frame = {"type": "message", "text": text, "client_id": f"client-{abs(hash(text))}", "email": email}
+    client_id = "client-" + hashlib.sha256(text.encode()).hexdigest()[:16]
+    frame = {"type": "message", "text": text, "client_id": client_id, "email": email}
     message = inbound.parse_frame(visitor, frame)
     settings = config.settings_of(inbox)
     return inbound.store(inbox=inbox, settings=settings, message=message, address="192.0.2.1")
