@@ -115,4 +115,6 @@ def _run() -> None:
         except Exception:
             logger.exception("linking orders named in %d messages failed", len(ids))
         finally:
-            close_old_connections()
+            # Idle until the next message: hold no database session meanwhile.
+            if not _pending.ids:
+                connection.close()

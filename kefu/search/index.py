@@ -202,7 +202,7 @@ def flush_pending() -> int:
 
 
 def _run() -> None:
-    from django.db import close_old_connections
+    from django.db import connection
 
     try:
         catch_up_tail()
@@ -218,7 +218,9 @@ def _run() -> None:
             # The ids are dropped, not retried in a loop: `kefu search catch-up` repairs.
             logger.exception("search: indexing pending messages failed")
         finally:
-            close_old_connections()
+            # Idle until the next message: hold no database session meanwhile.
+            if not _pending.ids:
+                connection.close()
 
 
 atexit.register(lambda: flush_pending() if _pending.ids else None)
