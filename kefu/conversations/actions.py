@@ -749,3 +749,46 @@ def fail_interrupted_deliveries(*, claimed_before: datetime) -> list[int]:
             mark_delivery_failed(message=message, error=error, attempt=attempt)
             failed.append(message.pk)
     return failed
+
+
+MAX_KEPT_EDITS = 20
+
+
+@transaction.atomic
+def edit_inbound_message(
+    *, message: Message, text: str, html: str = "", at: datetime | None = None
+) -> Message:
+    """Apply a customer's edit of a message they sent (Telegram lets them, for one): the text
+    changes, every earlier version stays in ``metadata["edits"]`` (the newest MAX_KEPT_EDITS),
+    the timeline marks it edited, and search indexes the new words (``message.edited``).
+
+    An edit older than the version stored (a late, out-of-order delivery) changes nothing.
+    """
+    message = Message.objects.select_for_update().get(pk=message.pk)
+    if message.direction != Direction.INBOUND:
+        raise InvalidInput("only a customer's own message can be edited this way")
+    body, clean_html = _body(text, html)
+    when = at or timezone.now()
+    last = message.metadata.get("edited_at")
+    if last and datetime.fromisoformat(last) >= when:
+        return message
+    if body == message.text and clean_html == message.html:
+        return message
+    earlier = {"text": message.text, "html": message.html, "until": when.isoformat()}
+    edits = [*message.metadata.get("edits", []), earlier][-MAX_KEPT_EDITS:]
+    message.metadata = {**message.metadata, "edits": edits, "edited_at": when.isoformat()}
+    message.text, message.html = body, clean_html
+    message.save(update_fields=["text", "html", "metadata"])
+    conversation = Conversation.objects.get(pk=message.conversation_id)
+    newest = Message.objects.filter(conversation=conversation).order_by("-sent_at", "-id").first()
+    if newest is not None and newest.pk == message.pk:
+        conversation.last_message_preview = " ".join(body.split())[:PREVIEW_CHARS]
+        conversation.save(update_fields=["last_message_preview", "updated_at"])
+    emit(
+        "message.edited",
+        message_id=message.pk,
+        conversation_id=conversation.pk,
+        inbox_id=conversation.inbox_id,
+    )
+    _updated(conversation, None, message=True)
+    return message

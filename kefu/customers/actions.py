@@ -294,3 +294,56 @@ def _clean_field(name: str, value: object) -> object:
     if len(value) > EDITABLE_FIELDS[name]:
         raise InvalidInput(f"{name} is longer than {EDITABLE_FIELDS[name]} characters", field=name)
     return value
+
+
+ERASED_NAME = "Erased customer"
+ERASED_TEXT = "[erased]"
+
+
+@transaction.atomic
+def erase_customer(*, customer: Customer, actor: Agent) -> Customer:
+    """Erase a customer's personal data on request (right to erasure): only admins.
+
+    The customer keeps its row (conversations, orders and reports still count), but loses its
+    name, contact fields, notes, tags and every identity; the texts, subjects, HTML, provider
+    metadata and attachment files of all messages of its conversations are replaced or deleted.
+    An audit entry records who erased whom (never what). Search forgets the texts
+    (``customer.erased``). Not undoable, by design.
+    """
+    from kefu.accounts.actions import audit
+    from kefu.accounts.models import Role
+    from kefu.core.errors import Forbidden
+
+    if actor.role != Role.ADMIN:
+        raise Forbidden("only admins can erase a customer's data")
+    customer = Customer.objects.select_for_update().get(pk=customer.pk)
+    if customer.merged_into_id is not None:
+        raise Conflict(f"customer {customer.pk} was merged into customer {customer.merged_into_id}")
+    identities = Identity.objects.filter(customer=customer).count()
+    Identity.objects.filter(customer=customer).delete()
+    for name in ("email", "phone", "location", "notes", "language"):
+        setattr(customer, name, "")
+    customer.name, customer.tags = ERASED_NAME, []
+    customer.save()
+    messages = _erase_conversation_texts(customer)
+    audit(
+        actor=actor,
+        action="customer.erased",
+        obj=customer,
+        identities=identities,
+        messages=messages,
+    )
+    emit("customer.erased", customer_id=customer.pk, actor_id=actor.pk)
+    return customer
+
+
+def _erase_conversation_texts(customer: Customer) -> int:
+    from kefu.conversations.models import Attachment, Conversation, Message
+
+    conversations = Conversation.objects.filter(customer=customer)
+    conversations.update(subject="", last_message_preview=ERASED_TEXT)
+    messages = Message.objects.filter(conversation__customer=customer)
+    for attachment in Attachment.objects.filter(message__in=messages).exclude(file=""):
+        attachment.file.delete(save=False)
+    Attachment.objects.filter(message__in=messages).update(file="", filename="erased")
+    return messages.update(text=ERASED_TEXT, html="", subject="", metadata={"erased": True})

@@ -70,6 +70,15 @@ def customer_update(request: HttpRequest, customer_id: int, payload: CustomerPat
     return _customer_out(user, customer)
 
 
+@router.post("/customers/{customer_id}/erase", response=CustomerOut)
+def customer_erase(request: HttpRequest, customer_id: int):  # type: ignore[no-untyped-def]
+    """Erase the customer's personal data (admins only; not undoable): name, contact fields,
+    identities, and the texts and files of all their conversations. Audited."""
+    user: Agent = request.auth  # type: ignore[attr-defined, assignment]
+    customer = actions.erase_customer(customer=get_customer(user, customer_id), actor=user)
+    return _customer_out(user, customer)
+
+
 def _customer_out(user: Agent, customer) -> dict:  # type: ignore[no-untyped-def]
     conversations = customer_conversations(user, customer)[:200]
     return {

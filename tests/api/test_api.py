@@ -380,3 +380,33 @@ def test_patch_a_customer_changes_only_the_fields_sent(api, inbox):
     assert refused.status_code == 422
     customer.refresh_from_db()
     assert customer.notes == "Prefers WhatsApp" and customer.email == "p@example.com"
+
+
+def test_erasing_a_customer_is_for_admins_and_leaves_no_personal_data(api, agent, inbox):
+    from kefu.accounts.actions import forget_user_tokens
+    from kefu.accounts.models import Role
+    from kefu.conversations.inbound import InboundMessage
+    from kefu.conversations.pipeline import receive_message
+
+    customer = receive_message(
+        inbox=inbox,
+        message=InboundMessage(
+            external_id="e-1",
+            identities=[("email", "erase@example.com")],
+            text="I live at 12 Rue Oberkampf",
+            customer_name="Claire",
+        ),
+    ).conversation.customer
+
+    refused = api.post(f"/api/v1/customers/{customer.pk}/erase", {})
+    agent.role = Role.ADMIN
+    agent.save()
+    forget_user_tokens(agent)  # a token's agent is remembered for a moment
+    erased = api.post(f"/api/v1/customers/{customer.pk}/erase", {})
+
+    assert refused.status_code == 403
+    assert erased.status_code == 200, erased.content
+    body = erased.json()
+    assert body["email"] == "" and body["identities"] == [] and "Claire" not in str(body)
+    detail = api.get(f"/api/v1/conversations/{body['conversations'][0]['id']}").json()
+    assert "Oberkampf" not in str(detail)

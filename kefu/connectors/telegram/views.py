@@ -18,9 +18,9 @@ from django.views.decorators.http import require_POST
 
 from kefu.connectors.telegram import inbound
 from kefu.connectors.telegram.config import TelegramSettings, settings_of
-from kefu.conversations.actions import receive_message
+from kefu.conversations.actions import edit_inbound_message, receive_message
 from kefu.conversations.inbound import InboundAttachment
-from kefu.conversations.models import Inbox, InboxKind
+from kefu.conversations.models import Direction, Inbox, InboxKind, Message
 from kefu.core import http
 
 logger = logging.getLogger(__name__)
@@ -47,9 +47,32 @@ def webhook(request: HttpRequest, inbox_id: int) -> HttpResponse:
         return JsonResponse({"detail": f"not a Telegram update: {exc}"}, status=400)
     if parsed is None:
         return JsonResponse({"ok": True, "ignored": True})
+    original = _edited_original(inbox, parsed.message.metadata["telegram"])
+    if original is not None and not parsed.files:
+        edit_inbound_message(message=original, text=parsed.message.text, at=parsed.message.sent_at)
+        return JsonResponse({"ok": True, "edited": original.pk})
     parsed.message.attachments = [_download(settings, f) for f in parsed.files]
     result = receive_message(inbox=inbox, message=parsed.message)
     return JsonResponse({"ok": True, "created": result.created})
+
+
+def _edited_original(inbox: Inbox, telegram: dict) -> Message | None:
+    """For an edit, the stored message it changes (found through the chat's customer, so the
+    lookup stays on indexed rows); None for a new message or an edit of one never received,
+    which is then stored as a message of its own."""
+    if not telegram.get("edited"):
+        return None
+    return (
+        Message.objects.filter(
+            inbox=inbox,
+            direction=Direction.INBOUND,
+            conversation__customer__identities__kind="telegram",
+            conversation__customer__identities__value=str(telegram["chat_id"]),
+            metadata__telegram__message_id=telegram.get("message_id"),
+        )
+        .order_by("-pk")
+        .first()
+    )
 
 
 def _download(settings: TelegramSettings, ref: inbound.FileRef) -> InboundAttachment:

@@ -140,12 +140,20 @@ def test_group_messages_are_acknowledged_and_ignored(client, inbox):
     assert Message.objects.count() == 0
 
 
-def test_an_edit_is_stored_as_a_new_message_of_the_same_conversation(client, inbox):
+def test_an_edit_changes_the_message_and_keeps_what_it_said(client, inbox):
     post(client, inbox, fixture("text"))
+    assert post(client, inbox, fixture("edited")).json()["edited"]
+    [message] = Message.objects.all()
+    assert "#1043" in message.text
+    assert "#1042" in message.metadata["edits"][0]["text"]
+    post(client, inbox, fixture("edited"))  # Telegram retries: nothing more changes
+    assert len(Message.objects.get().metadata["edits"]) == 1
+
+
+def test_an_edit_of_a_message_never_received_is_stored_as_a_message(client, inbox):
     post(client, inbox, fixture("edited"))
-    first, edit = Message.objects.order_by("id")
-    assert edit.conversation_id == first.conversation_id
-    assert edit.metadata["telegram"]["edited"] is True and "#1043" in edit.text
+    [message] = Message.objects.all()
+    assert message.metadata["telegram"]["edited"] is True and "#1043" in message.text
 
 
 def test_a_photo_is_downloaded_through_the_bot_api(client, inbox):
