@@ -53,6 +53,12 @@ for _signal in (post_save, post_delete):
     _signal.connect(forget_chat_inboxes, sender=Inbox, dispatch_uid=f"chat-inboxes-{_signal}")
 
 
+# What a visitor sees change: a message (a reply, an edit), its delivery, the agents' read mark.
+# Assignments, tags, SLA clocks and the like stay inside the team, and cost the sockets nothing
+# (an SLA tick may touch hundreds of chat conversations at once).
+VISITOR_VISIBLE = frozenset({"message", "delivery", "read"})
+
+
 @subscribe("conversation.updated")
 def hint_visitor(event: DomainEvent) -> None:
     from kefu.connectors.chat.consumers import chat_group
@@ -60,6 +66,8 @@ def hint_visitor(event: DomainEvent) -> None:
     conversation_id = event.payload.get("conversation_id")
     inbox_id = event.payload.get("inbox_id")
     if conversation_id is None or inbox_id not in chat_inbox_ids():
+        return
+    if not VISITOR_VISIBLE.intersection(event.payload.get("changes") or ()):
         return
     send_to_group(
         chat_group(conversation_id), {"type": "chat.sync", "id": conversation_id}, urgent=True

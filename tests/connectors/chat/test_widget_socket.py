@@ -275,3 +275,21 @@ def test_read_receipts_mark_the_reply_read(chat_inbox, member):
 
     reply_id = asyncio.run(scenario())
     assert Message.objects.get(pk=reply_id).delivery_status == DeliveryStatus.READ
+
+
+def test_team_only_changes_never_reach_the_visitor(chat_inbox, member):
+    async def scenario():
+        socket, _ = await open_visitor(chat_inbox)
+        await say(socket, "Hello", "client-quiet-01")
+        conversation = await database_sync_to_async(Conversation.objects.get)()
+        await database_sync_to_async(actions.set_priority)(
+            conversation=conversation, actor=member, priority="high"
+        )
+        await database_sync_to_async(actions.tag)(
+            conversation=conversation, actor=member, names=["vip"]
+        )
+        frames = await received(socket, timeout=0.5)
+        await socket.disconnect()
+        return frames
+
+    assert asyncio.run(scenario()) == []
