@@ -792,3 +792,24 @@ def edit_inbound_message(
     )
     _updated(conversation, None, message=True)
     return message
+
+
+@transaction.atomic
+def retry_failed_delivery(*, message: Message, actor: Agent) -> Message:
+    """An agent sends a failed reply again. Only a failed message moves back to the queue, in
+    one conditional update: a double click, two agents, or an API retry racing a click queue it
+    once, and the worker's claim (queued -> sending) sends it once. Raises Conflict otherwise."""
+    moved = Message.objects.filter(
+        pk=message.pk, direction=Direction.OUTBOUND, delivery_status=DeliveryStatus.FAILED
+    ).update(delivery_status=DeliveryStatus.QUEUED, delivery_error="")
+    if not moved:
+        raise Conflict("only a reply whose delivery failed can be sent again")
+    message.refresh_from_db()
+    delivery = {**message.metadata.get("delivery", {}), "attempts": 0, "retried_by": actor.pk}
+    message.metadata = {**message.metadata, "delivery": delivery}
+    message.save(update_fields=["metadata"])
+    conversation = Conversation.objects.get(pk=message.conversation_id)
+    _event(conversation, EventKind.REPLIED, actor, message, retried=True)
+    emit("message.queued", message_id=message.pk, conversation_id=conversation.pk)
+    _updated(conversation, actor, delivery=True)
+    return message

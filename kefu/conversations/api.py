@@ -323,6 +323,18 @@ def _replace_tags(user: Agent, conversation: Conversation, tags: list[str]) -> N
         actions.untag(conversation=conversation, actor=user, names=sorted(current - wanted))
 
 
+@router.post("/conversations/{conversation_id}/messages/{message_id}/retry", response=MessageOut)
+def retry_message(request: HttpRequest, conversation_id: int, message_id: int):  # type: ignore[no-untyped-def]
+    """Send a reply whose delivery failed again (409 for any other message; queued once
+    however many retries race)."""
+    user = _user(request)
+    conversation = get_conversation(user, conversation_id)
+    message = Message.objects.filter(pk=message_id, conversation=conversation).first()
+    if message is None:
+        raise NotFound(f"message {message_id} not found")
+    return message_out(actions.retry_failed_delivery(message=message, actor=user))
+
+
 @router.post("/conversations/{conversation_id}/messages", response={201: MessageOut})
 def post_message(request: HttpRequest, conversation_id: int, payload: ReplyIn):  # type: ignore[no-untyped-def]
     """Reply to the customer (queued for delivery) or add an internal note."""

@@ -23,6 +23,11 @@ urlpatterns = [
     path("c/<int:conversation_id>/priority/", views.priority, name="priority"),
     path("c/<int:conversation_id>/tags/", views.tags, name="tags"),
     path("c/<int:conversation_id>/merge/", views.merge, name="merge"),
+    path(
+        "c/<int:conversation_id>/m/<int:message_id>/retry/",
+        views.retry_delivery,
+        name="retry_delivery",
+    ),
     path("c/<int:conversation_id>/customer/", views.customer_edit, name="customer_edit"),
     path("merges/<int:merge_id>/undo/", views.unmerge, name="unmerge"),
     path("m/<int:message_id>/html/", views.message_html, name="message_html"),

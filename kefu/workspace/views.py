@@ -408,6 +408,21 @@ def tags(request: HttpRequest, conversation_id: int) -> HttpResponse:
 
 @login_required
 @require_POST
+def retry_delivery(request: HttpRequest, conversation_id: int, message_id: int) -> HttpResponse:
+    """Send a failed reply again (the button on a failed reply in the timeline)."""
+    found = _visible(request, conversation_id)
+    message = Message.objects.filter(pk=message_id, conversation=found).first()
+    if message is None:
+        raise Http404("message not found")
+    try:
+        actions.retry_failed_delivery(message=message, actor=_agent(request))
+    except KefuError as error:
+        return _failed(request, found, error)
+    return _done(request, found)
+
+
+@login_required
+@require_POST
 def merge(request: HttpRequest, conversation_id: int) -> HttpResponse:
     """Fold this conversation into another one of the same customer (``into``)."""
     found = _visible(request, conversation_id)

@@ -354,3 +354,42 @@ def test_a_kind_has_one_sender_unless_replaced(whatsapp_sender):
 def test_api_and_portal_inboxes_need_no_provider():
     assert get_sender("api")(None).status == DeliveryStatus.SENT  # type: ignore[arg-type]
     assert get_sender("portal")(None).provider_id is None  # type: ignore[arg-type]
+
+
+def test_an_agent_sends_a_failed_reply_again_and_racing_retries_send_it_once(
+    staff, whatsapp_sender, django_capture_on_commit_callbacks
+):
+    from kefu.core.errors import Conflict
+
+    whatsapp_sender.outcomes = [ConnectorError("provider down for good", permanent=True)]
+    message = queued_reply(staff, kind="whatsapp")
+    assert deliver_message.call(message.pk) == "failed"
+    whatsapp_sender.outcomes = [SendResult(provider_id="wamid.again")]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        actions.retry_failed_delivery(message=message, actor=staff)
+    with pytest.raises(Conflict):  # the second click of a double click
+        actions.retry_failed_delivery(message=message, actor=staff)
+
+    assert delivery_tasks() == [[message.pk]]
+    assert deliver_message.call(message.pk) == "sent"
+    assert deliver_message.call(message.pk) == "skipped"
+    assert whatsapp_sender.sent == [message.pk, message.pk]
+    message.refresh_from_db()
+    assert message.delivery_status == DeliveryStatus.SENT
+    assert message.external_id == "wamid.again"
+
+
+def test_the_workspace_offers_send_again_on_a_failed_reply(client, staff):
+    from kefu.conversations.models import InboxMembership
+
+    message = queued_reply(staff, kind="phone")  # no connector sends phone replies: it fails
+    assert deliver_message.call(message.pk) == "failed"
+    InboxMembership.objects.create(inbox=message.inbox, agent=staff)
+    client.force_login(staff)
+    page = client.get(f"/c/{message.conversation_id}/")
+    assert b"data-retry" in page.content
+    answer = client.post(f"/c/{message.conversation_id}/m/{message.pk}/retry/")
+    assert answer.status_code == 302
+    message.refresh_from_db()
+    assert message.delivery_status == DeliveryStatus.QUEUED
