@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from functools import partial
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -48,9 +47,7 @@ def _open_inbox(widget_key: str) -> tuple[Inbox, ChatSettings] | None:
     return None if inbox is None else (inbox, settings_of(inbox))
 
 
-# Reads only, so any worker thread will do: the default single database thread would queue every
-# socket's sync behind every other's.
-@partial(database_sync_to_async, thread_sensitive=False)
+@database_sync_to_async
 def _sync(inbox_id: int, widget_key: str, visitor: str, after_id: int) -> tuple[list, list, bool]:
     conversations = history.conversation_ids(inbox_id, visitor)
     found = history.messages_after(inbox_id, widget_key, conversations, after_id)
