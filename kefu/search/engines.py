@@ -326,9 +326,10 @@ class PostgresEngine(Engine):
         # letter depends on the server's locale). Then the row's recency lexemes and, for a
         # message, its inbox's (see inbox_lexeme).
         words = " ".join(
-            f"'{term}':{min(position, MAX_POSITION)}"
-            for position, term in enumerate(terms, start=1)
+            f"'{term}':{position}" for position, term in enumerate(terms[:MAX_POSITION], start=1)
         )
+        if len(terms) > MAX_POSITION:  # PostgreSQL's last position holds the rest
+            words += " " + " ".join(f"'{term}':{MAX_POSITION}" for term in terms[MAX_POSITION:])
         extra = recency_lexemes(key) + (f" '{inbox_lexeme(inbox)}'" if inbox is not None else "")
         return f"{words} {extra}" if words else extra
 

@@ -160,7 +160,18 @@ def index_terms(text: str) -> list[str]:
     """
     if text.isascii():
         return _ASCII_RUNS.findall(text.lower())
-    return [raw[0] for raw in scan(text)]
+    # Spans and chunks are not needed here: only the runs that are not ASCII go through the
+    # analyzer's per-run work (in a tweet with one emoji or curly quote, most runs are ASCII).
+    out: list[str] = []
+    raw: list[_Raw] = []
+    for run in _RUNS.findall(text):
+        if run.isascii():
+            out.append(run.lower())
+        else:
+            _scan_run(run, 0, 0, raw)
+            out.extend(item[0] for item in raw)
+            raw.clear()
+    return out
 
 
 _ASCII_RUNS = re.compile(r"[a-z0-9]+")
@@ -183,16 +194,22 @@ def scan(text: str) -> list[tuple[str, int, int, str, int]]:
         run = match.group()
         if run.isascii():
             out.append((run.lower(), start, end, WORD, chunk))
-        elif _UNSPACED_CHAR.search(run) is None:
-            _word(run, start, end, chunk, out)
         else:
-            for part in _SCRIPT_RUNS.finditer(run):
-                offset = start + part.start()
-                if part.group(1):
-                    _unspaced(part.group(1), offset, chunk, out)
-                else:
-                    _word(part.group(2), offset, start + part.end(), chunk, out)
+            _scan_run(run, start, chunk, out)
     return out
+
+
+def _scan_run(run: str, start: int, chunk: int, out: list[_Raw]) -> None:
+    """The terms of one run that is not ASCII, starting at ``start`` of the text."""
+    if _UNSPACED_CHAR.search(run) is None:
+        _word(run, start, start + len(run), chunk, out)
+        return
+    for part in _SCRIPT_RUNS.finditer(run):
+        offset = start + part.start()
+        if part.group(1):
+            _unspaced(part.group(1), offset, chunk, out)
+        else:
+            _word(part.group(2), offset, start + part.end(), chunk, out)
 
 
 def _word(run: str, start: int, end: int, chunk: int, out: list[_Raw]) -> None:

@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 import time_machine
 from django.conf import settings
+from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
@@ -232,7 +233,7 @@ def test_failures_counted_by_another_process_block_this_one(client):
     """Another server process (a second WSGI worker) records the failures; this one refuses."""
     AgentFactory(username="wei")
     database = settings.DATABASES["default"]
-    if database["ENGINE"].endswith("sqlite3"):
+    if connection.vendor == "sqlite":
         url = f"sqlite:///{database['NAME']}"
     else:
         url = (

@@ -91,7 +91,17 @@ def test_spans_point_at_the_original_text():
 def test_index_terms_are_the_analyzer_terms_on_real_tweets():
     with open(TWEETS, newline="") as handle:
         texts = [row["text"] for row in csv.DictReader(handle)][:1500]
-    for text in [*texts, "Ünïcödé mixed ascii", "订单 order ١٢٣"]:
+    others = [
+        "Ünïcödé mixed ascii",
+        "订单 order ١٢٣",
+        "你好，我买的耳机还没到，订单号 A1234。",
+        "訂單 ３４５ 的耳機壞了",
+        "مرحبا، أين طلبي رقم 1234؟ والطلب بالبريد",
+        "注文番号ｱｲｳの商品がまだ届きません",
+        "㍿ abc㍿def",
+        "Straße café naïve",
+    ]
+    for text in [*texts, *others]:
         assert index_terms(text) == terms(text)
 
 
@@ -148,3 +158,16 @@ def test_chinese_query_is_the_phrase_of_its_bigrams():
 def test_empty_and_symbol_only_queries_parse_to_nothing():
     assert parse("   ").is_empty
     assert parse('"" ?!').is_empty
+
+
+def test_postgres_documents_number_terms_and_keep_the_last_position_for_the_rest():
+    from kefu.search.engines import MAX_POSITION, PostgresEngine
+
+    terms = [f"w{n}" for n in range(MAX_POSITION + 3)]
+    document = PostgresEngine().encode(terms, key=1).split(" ")
+    assert document[:2] == ["'w0':1", "'w1':2"]
+    assert document[MAX_POSITION - 1] == f"'w{MAX_POSITION - 1}':{MAX_POSITION}"
+    assert document[MAX_POSITION : MAX_POSITION + 3] == [
+        f"'w{n}':{MAX_POSITION}" for n in range(MAX_POSITION, MAX_POSITION + 3)
+    ]
+    assert PostgresEngine().encode([], key=1) == PostgresEngine().encode(["x"], key=1)[6:]
