@@ -45,6 +45,7 @@ from kefu.conversations.pipeline import (
     _window,
     prepare,
     receive_prepared,
+    run_store_hooks,
     summarize_inbound,
 )
 from kefu.core.bulk import insert_many, update_many
@@ -518,6 +519,7 @@ def _write(items: list[_Item], new_customers: list[Customer]) -> None:
     for item in items:
         if item.prepared.inbound.attachments:
             _store_attachments(item.message, item.prepared.inbound)  # type: ignore[arg-type]
+    run_store_hooks([(i.message, i.conversation, i.customer, i.prepared) for i in items])  # type: ignore[misc]
     _announce(items, new_customers)
 
 

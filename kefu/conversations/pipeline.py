@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import re
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from html import unescape
 from typing import Any
@@ -67,6 +68,40 @@ class _Prepared:
     text: str
     html: str
     enriched: dict
+    # What other apps' prepare hooks computed for their store hooks (see on_inbound_prepared).
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+# Other apps' work on each inbound message, registered at start-up (AppConfig.ready):
+# - a prepare hook runs in ``prepare``, before any database work and outside the write
+#   transaction (search analyzes the text there);
+# - a store hook runs inside the transaction that stores the messages, after their rows are
+#   written, with (message, conversation, prepared) triples (search writes its entries there, so
+#   they need no second transaction, no read back and no second turn at SQLite's write lock).
+# A store hook must not fail the store: it guards its own work (a savepoint) and leaves
+# anything it could not do to its after-commit repair.
+StoredInbound = tuple[Message, Conversation, Customer, "_Prepared"]
+_prepare_hooks: list[Callable[[_Prepared], None]] = []
+_store_hooks: list[Callable[[list[StoredInbound]], None]] = []
+
+
+def on_inbound_prepared(hook: Callable[[_Prepared], None]) -> Callable[[_Prepared], None]:
+    if hook not in _prepare_hooks:
+        _prepare_hooks.append(hook)
+    return hook
+
+
+def on_inbound_stored(
+    hook: Callable[[list[StoredInbound]], None],
+) -> Callable[[list[StoredInbound]], None]:
+    if hook not in _store_hooks:
+        _store_hooks.append(hook)
+    return hook
+
+
+def run_store_hooks(stored: list[StoredInbound]) -> None:
+    for hook in _store_hooks:
+        hook(stored)
 
 
 def prepare(inbox: Inbox, inbound: InboundMessage) -> _Prepared:
@@ -88,7 +123,10 @@ def prepare(inbox: Inbox, inbound: InboundMessage) -> _Prepared:
         raise InvalidInput("a message needs text, html or an attachment", field="text")
     if len(text) > MAX_TEXT_CHARS:
         raise InvalidInput(f"text longer than {MAX_TEXT_CHARS} characters", field="text")
-    return _Prepared(inbound, identities, text, html, _enrich(text))
+    prepared = _Prepared(inbound, identities, text, html, _enrich(text))
+    for hook in _prepare_hooks:
+        hook(prepared)
+    return prepared
 
 
 # Where a line breaks in rendered HTML (a block starts or ends); a cell ends with a space.
@@ -256,6 +294,7 @@ def _receive_prepared(inbox: Inbox, prepared: _Prepared, found: list) -> Receive
     stored.save()
     ConversationEvent.objects.bulk_create(events)
     _store_attachments(stored, inbound)
+    run_store_hooks([(stored, conversation, customer, prepared)])
     _announce(conversation, stored, created)
     return ReceiveResult(
         message=stored, conversation=conversation, created=True, conversation_created=created

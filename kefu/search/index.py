@@ -142,6 +142,50 @@ def index_messages(messages: Iterable[Message], *, customers: Iterable[Customer]
     transaction.on_commit(lambda: _remember(ids))
 
 
+def index_received(stored: Iterable[tuple[Message, Conversation, Customer, Any]]) -> None:
+    """Index just-received messages in the transaction that stores them (the pipeline's store
+    hook); ``stored`` holds (message, conversation, customer, prepared), with the terms the
+    prepare hook computed outside the transaction in ``prepared.extras["search_terms"]``.
+
+    Their customers' entries are written too (unchanged ones cost nothing: see
+    ``upsert_customers_sql``). In a savepoint: should it fail, the messages are stored all the
+    same and the after-commit path indexes them (they are not in the memo).
+    """
+    engine = engine_for()
+    rows, people = [], {}
+    for message, conversation, customer, prepared in stored:
+        terms = prepared.extras.get("search_terms")
+        if terms is None:
+            terms = message_document(message.subject, message.text)
+        rows.append(
+            (
+                message.pk,
+                conversation.pk,
+                conversation.inbox_id,
+                connection.ops.adapt_datetimefield_value(message.sent_at),
+                engine.encode(terms, message.pk, conversation.inbox_id),
+            )
+        )
+        if customer.pk not in people:
+            people[customer.pk] = _customer_row(
+                engine, customer.pk, customer.name, customer.email, customer.phone,
+                customer.updated_at,
+            )  # fmt: skip
+    try:
+        with transaction.atomic():
+            _write(engine, rows, list(people.values()), replace=False)
+    except Exception:
+        logger.exception("search: indexing received messages failed; left to the catch-up")
+        return
+    ids = [row[0] for row in rows]
+    transaction.on_commit(lambda: _remember(ids))
+
+
+def analyze_received(subject: str, text: str) -> list[str]:
+    """The terms :func:`index_received` writes for a message (the prepare hook's work)."""
+    return message_document(subject, text)
+
+
 # --- after commit ----------------------------------------------------------------------------
 
 

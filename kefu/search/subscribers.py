@@ -9,8 +9,25 @@ from __future__ import annotations
 
 from django.conf import settings
 
+from kefu.conversations.pipeline import on_inbound_prepared, on_inbound_stored
 from kefu.core.events import DomainEvent, subscribe
 from kefu.search import index
+
+
+@on_inbound_prepared
+def _analyze_inbound(prepared) -> None:  # type: ignore[no-untyped-def]
+    # Outside the storing transaction (and in the request's own thread): the analysis is most
+    # of an entry's Python work.
+    if settings.KEFU_SEARCH_INDEXING:
+        prepared.extras["search_terms"] = index.analyze_received(
+            prepared.inbound.subject[:300], prepared.text
+        )
+
+
+@on_inbound_stored
+def _index_inbound(stored) -> None:  # type: ignore[no-untyped-def]
+    if settings.KEFU_SEARCH_INDEXING:
+        index.index_received(stored)
 
 
 @subscribe("message.received")

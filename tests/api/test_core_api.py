@@ -263,12 +263,13 @@ def test_a_disabled_inbox_takes_no_messages(me, inbox):
 def test_queries_per_submission(me, inbox, django_assert_num_queries):
     me.get("/api/v1/inboxes")  # the token is looked up once, then memoized for a few seconds
     # inbox, duplicate check, identities; savepoint, customer, savepoint + identity + release,
-    # thread candidates, conversation, message, events, release
-    with django_assert_num_queries(13):
+    # thread candidates, conversation, message, events, search's savepoint + message entry +
+    # customer entry + release, release
+    with django_assert_num_queries(17):
         assert submit(me, inbox, "a").json()["created"]
     # (the inbox now comes from this process's memo) duplicate check, identities; savepoint,
-    # conversation, summary, message, event, release
-    with django_assert_num_queries(8):
+    # conversation, summary, message, event, search's savepoint + 2 entries + release, release
+    with django_assert_num_queries(12):
         assert submit(me, inbox, "b").json()["created"]
     # duplicate check, the stored message
     with django_assert_num_queries(2):

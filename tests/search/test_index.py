@@ -82,14 +82,59 @@ def test_after_commit_indexing_costs_one_read_and_one_write_transaction(
     inbox, agent, committed, django_assert_num_queries
 ):
     with committed():
-        receive(inbox, "m0", "first", email="ana@example.com")
+        conversation = receive(inbox, "m0", "first", email="ana@example.com").conversation
     with transaction.atomic():
-        received = receive(inbox, "m1", "second", email="ana@example.com")
+        # A message written outside the inbound pipeline (whose store hook indexes in its own
+        # transaction), as a connector's import or a repair could.
+        message = Message.objects.create(
+            conversation=conversation, inbox=inbox, direction="inbound", author_kind="customer",
+            text="second", sent_at=conversation.last_message_at,
+        )  # fmt: skip
     # The pending message: one SELECT finds it with its customer, then savepoint + INSERT +
     # release (the customer's entry is fresh, so it is not rewritten).
     with django_assert_num_queries(4):
-        index.ensure_indexed(received.message.pk)
-    assert MessageEntry.objects.filter(pk=received.message.pk).exists()
+        index.ensure_indexed(message.pk)
+    assert MessageEntry.objects.filter(pk=message.pk).exists()
+
+
+def test_received_messages_are_indexed_in_the_transaction_that_stores_them(
+    inbox, agent, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks() as callbacks, transaction.atomic():
+        single = receive(inbox, "m1", "The kettle leaks", email="ana@example.com")
+        results = receive_batch(
+            [
+                (inbox, InboundMessage(external_id=f"b{n}", text=f"toaster number {n}",
+                                       identities=[("email", f"b{n}@example.com")]))
+                for n in range(3)
+            ]
+        )  # fmt: skip
+        # Before the commit, inside the writer's transaction: the entries are there.
+        stored = [single.message.pk, *(r["message_id"] for r in results)]
+        assert set(MessageEntry.objects.values_list("pk", flat=True)) == set(stored)
+        assert CustomerEntry.objects.count() == 4
+    with CaptureQueriesContext(connection) as queries:
+        for callback in callbacks:
+            callback()
+    # The after-commit subscribers know these are done: search does not look for them again.
+    assert [q["sql"] for q in queries if "search_" in q["sql"]] == []
+    assert set(hits(agent, "toaster")) == {r["conversation_id"] for r in results}
+
+
+def test_a_failing_index_write_never_loses_the_received_message(
+    inbox, agent, committed, monkeypatch
+):
+    def broken(*args, **kwargs):
+        raise RuntimeError("the index is broken")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(index, "_write", broken)
+        with committed():
+            received = receive(inbox, "m1", "The blender arrived broken", email="ana@example.com")
+    assert Message.objects.filter(pk=received.message.pk).exists()
+    # Left to the after-commit path, which (with the index working again) catches up.
+    index.catch_up()
+    assert hits(agent, "blender") == [received.conversation.pk]
 
 
 def test_indexing_in_the_transaction_spares_the_after_commit_work(
@@ -286,12 +331,16 @@ def test_after_commit_indexing_is_deferred_and_a_search_flushes_it(monkeypatch):
     monkeypatch.setattr(index, "INDEX_DELAY", 0.25)
     # The background thread is not started here (it would outlive the test): pretend it runs.
     monkeypatch.setattr(index._pending, "thread", threading.current_thread())
-    received = receive(inbox, "m1", "A deferred question about kettles", email="ana@example.com")
-    assert not MessageEntry.objects.exists()
-    assert index._pending.ids == {received.message.pk}
+    # A received message is indexed in its own transaction (the pipeline's store hook); a
+    # note, like a reply, is indexed after commit.
+    received = receive(inbox, "m1", "A question", email="ana@example.com")
+    assert MessageEntry.objects.filter(pk=received.message.pk).exists()
+    note = add_note(conversation=received.conversation, actor=agent, text="Deferred: kettles")
+    assert not MessageEntry.objects.filter(pk=note.pk).exists()
+    assert index._pending.ids == {note.pk}
     assert hits(agent, "kettles") == [received.conversation.pk]
     assert index._pending.ids == set()
-    assert MessageEntry.objects.filter(pk=received.message.pk).exists()
+    assert MessageEntry.objects.filter(pk=note.pk).exists()
 
 
 def test_indexing_off_leaves_new_messages_for_catch_up(inbox, agent, committed, settings):
