@@ -30,6 +30,7 @@ from django.utils import timezone
 from kefu.automation import actions, config, engine
 from kefu.automation.models import AutomationState, RoutingMode, Trigger
 from kefu.conversations.models import Conversation, Direction, Message
+from kefu.core.drains import DrainPoke
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +43,6 @@ GAP_TIMEOUT = timedelta(seconds=60)
 MAX_ROUNDS = 40
 TICK_SECONDS = 30
 
-_next_slot = 0.0
-
 
 def is_sync() -> bool:
     """Run the intake inline (tests, the immediate task backend) instead of in a task."""
@@ -53,32 +52,14 @@ def is_sync() -> bool:
     return backend.endswith("ImmediateBackend")
 
 
-def poke() -> None:
-    """Ask for a drain soon. Cheap: a clock comparison, and one enqueue per WINDOW per process.
-
-    A message committed before this call is seen by the drain enqueued in its window, because
-    that drain starts after the window closes.
-    """
-    global _next_slot
-    if is_sync():
-        drain()
-        return
-    now = time.monotonic()
-    if now < _next_slot:
-        return
-    _next_slot = now + WINDOW
-    from kefu.automation.tasks import drain_intake
-
-    try:
-        if drain_intake.get_backend().supports_defer:
-            run_after = timezone.now() + timedelta(seconds=WINDOW)
-            drain_intake.using(run_after=run_after).enqueue()
-        else:
-            drain_intake.enqueue()
-    except Exception:
-        # The periodic tick drains too: automation is late, never lost.
-        _next_slot = 0.0
-        logger.exception("could not enqueue the automation intake")
+# Ask for a drain soon (see kefu.core.drains): after each stored row, from the request.
+poke = DrainPoke(
+    "kefu.automation.tasks.drain_intake",
+    window=WINDOW,
+    drain=lambda: drain(),
+    is_sync=lambda: is_sync(),
+    on_failure="could not enqueue the automation intake (the tick drains too: late, never lost)",
+)
 
 
 # --- The lease ---------------------------------------------------------------------------------

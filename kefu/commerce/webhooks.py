@@ -40,6 +40,7 @@ from django.views.decorators.http import require_POST
 
 from kefu.commerce import jobs
 from kefu.commerce.models import Store, WebhookDelivery
+from kefu.core.drains import DrainPoke
 from kefu.core.errors import InvalidInput
 
 logger = logging.getLogger(__name__)
@@ -205,8 +206,6 @@ def _stored(delivery: WebhookDelivery) -> bool:
 
 # --- asking for a drain --------------------------------------------------------------------------
 
-_next_slot = 0.0
-
 
 def is_sync() -> bool:
     """Process at once in the request's thread (the immediate task backend, or a setting)."""
@@ -215,29 +214,14 @@ def is_sync() -> bool:
     return str(settings.TASKS["default"].get("BACKEND", "")).endswith("ImmediateBackend")
 
 
-def poke() -> None:
-    """Ask for a drain soon: a clock comparison, and one enqueue per WINDOW per process. A
-    delivery committed before this call is seen by the drain enqueued in its window."""
-    global _next_slot
-    if is_sync():
-        drain()
-        return
-    now = time.monotonic()
-    if now < _next_slot:
-        return
-    _next_slot = now + WINDOW
-    from kefu.commerce.tasks import drain_webhooks
-
-    try:
-        if drain_webhooks.get_backend().supports_defer:
-            run_after = timezone.now() + timedelta(seconds=WINDOW)
-            drain_webhooks.using(run_after=run_after).enqueue()
-        else:
-            drain_webhooks.enqueue()
-    except Exception:
-        # Stored is safe: the commerce tick drains too, so processing is late, never lost.
-        _next_slot = 0.0
-        logger.exception("could not enqueue the webhook drain")
+# Ask for a drain soon (see kefu.core.drains): after each stored row, from the request.
+poke = DrainPoke(
+    "kefu.commerce.tasks.drain_webhooks",
+    window=WINDOW,
+    drain=lambda: drain(),
+    is_sync=lambda: is_sync(),
+    on_failure="could not enqueue the webhook drain (the commerce tick drains too: never lost)",
+)
 
 
 # --- processing ----------------------------------------------------------------------------------

@@ -80,12 +80,19 @@ def customer_document(name: str, email: str, phone: str) -> list[str]:
 
 def _message_row(engine: Engine, pk: int, conversation_id: int, inbox_id: int, sent_at: Any,
                  subject: str, text: str) -> tuple:  # fmt: skip
+    return _entry_row(
+        engine, pk, conversation_id, inbox_id, sent_at, message_document(subject, text)
+    )
+
+
+def _entry_row(engine: Engine, pk: int, conversation_id: int, inbox_id: int, sent_at: Any,
+               terms: list[str]) -> tuple:  # fmt: skip
     return (
         pk,
         conversation_id,
         inbox_id,
         connection.ops.adapt_datetimefield_value(sent_at),
-        engine.encode(message_document(subject, text), pk, inbox_id),
+        engine.encode(terms, pk, inbox_id),
     )
 
 
@@ -158,12 +165,8 @@ def index_received(stored: Iterable[tuple[Message, Conversation, Customer, Any]]
         if terms is None:
             terms = message_document(message.subject, message.text)
         rows.append(
-            (
-                message.pk,
-                conversation.pk,
-                conversation.inbox_id,
-                connection.ops.adapt_datetimefield_value(message.sent_at),
-                engine.encode(terms, message.pk, conversation.inbox_id),
+            _entry_row(
+                engine, message.pk, conversation.pk, conversation.inbox_id, message.sent_at, terms
             )
         )
         if customer.pk not in people:
@@ -179,11 +182,6 @@ def index_received(stored: Iterable[tuple[Message, Conversation, Customer, Any]]
         return
     ids = [row[0] for row in rows]
     transaction.on_commit(lambda: _remember(ids))
-
-
-def analyze_received(subject: str, text: str) -> list[str]:
-    """The terms :func:`index_received` writes for a message (the prepare hook's work)."""
-    return message_document(subject, text)
 
 
 # --- after commit ----------------------------------------------------------------------------

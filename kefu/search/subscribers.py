@@ -19,7 +19,7 @@ def _analyze_inbound(prepared) -> None:  # type: ignore[no-untyped-def]
     # Outside the storing transaction (and in the request's own thread): the analysis is most
     # of an entry's Python work.
     if settings.KEFU_SEARCH_INDEXING:
-        prepared.extras["search_terms"] = index.analyze_received(
+        prepared.extras["search_terms"] = index.message_document(
             prepared.inbound.subject[:300], prepared.text
         )
 

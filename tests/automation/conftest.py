@@ -18,7 +18,7 @@ def automation_inline(settings):
     """Automation runs inline after commit (no task worker), on a fresh configuration."""
     settings.KEFU_AUTOMATION_SYNC = True
     config.invalidate()
-    intake._next_slot = 0.0
+    intake.poke.reset()
     yield
     config.invalidate()
 

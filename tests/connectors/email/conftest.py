@@ -1,4 +1,5 @@
-"""Fixtures for the email connector: a real IMAP server (dovecot), started once per session.
+"""Fixtures for the email connector: a real IMAP server (dovecot), started once per session,
+and a real SMTP receiver (aiosmtpd) per test that sends.
 
 Without dovecot the IMAP tests are skipped with the reason; under CI=true they fail instead
 (scripts/run_tests.py installs Debian's dovecot-imapd in CI).
@@ -7,10 +8,13 @@ Without dovecot the IMAP tests are skipped with the reason; under CI=true they f
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterator
 
 import pytest
+from aiosmtpd.controller import Controller
 
+from kefu.connectors.email import config
 from tests.connectors.email.dovecot import Dovecot, missing
 
 
@@ -44,3 +48,27 @@ def forget_scheduled_ticks():
         job = queue.fetch_job(job_id)
         if job is None or "poll_mail_tick" in (job.description or ""):
             registry.remove(job_id, delete_job=job is not None)
+
+
+class Recorder:
+    def __init__(self):
+        self.received: list[tuple[str, list[str], bytes]] = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.received.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp_server(inbox):
+    """A real SMTP receiver (aiosmtpd) the inbox sends through; yields what it received."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    recorder = Recorder()
+    controller = Controller(recorder, hostname="127.0.0.1", port=port)
+    controller.start()
+    config.configure(inbox, smtp_host="127.0.0.1", smtp_port=port, smtp_security="none")
+    inbox.save()
+    yield recorder
+    controller.stop()

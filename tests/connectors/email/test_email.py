@@ -8,7 +8,6 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from kefu.connectors.base import ConnectorError
 from kefu.connectors.email import config, inbound, outbound
@@ -159,29 +158,6 @@ def test_mail_without_a_sender_is_a_400(client, inbox):
 
 
 # --- replies through a real SMTP server -----------------------------------------------------------
-
-
-class Recorder:
-    def __init__(self):
-        self.received: list[tuple[str, list[str], bytes]] = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.received.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp_server(inbox):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    recorder = Recorder()
-    controller = Controller(recorder, hostname="127.0.0.1", port=port)
-    controller.start()
-    config.configure(inbox, smtp_host="127.0.0.1", smtp_port=port, smtp_security="none")
-    inbox.save()
-    yield recorder
-    controller.stop()
 
 
 def test_a_reply_arrives_threaded_as_text_and_html(client, inbox, smtp_server):

@@ -5,14 +5,12 @@ field can inject a header into (through a real SMTP server, aiosmtpd)."""
 from __future__ import annotations
 
 import re
-import socket
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from io import StringIO
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 from django.core.files.base import ContentFile
 
 from kefu.connectors.base import ConnectorError
@@ -300,29 +298,6 @@ def test_a_token_of_another_inbox_threads_nothing(client, inbox):
 
 
 # --- replies: no header injection, HTML and text, attachments ---------------------------------
-
-
-class Recorder:
-    def __init__(self):
-        self.received: list[tuple[str, list[str], bytes]] = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.received.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp_server(inbox):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    recorder = Recorder()
-    controller = Controller(recorder, hostname="127.0.0.1", port=port)
-    controller.start()
-    config.configure(inbox, smtp_host="127.0.0.1", smtp_port=port, smtp_security="none")
-    inbox.save()
-    yield recorder
-    controller.stop()
 
 
 def _conversation(client, inbox) -> Conversation:
