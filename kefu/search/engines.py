@@ -20,7 +20,7 @@ each. Ranking, grouping and scoping checks happen above, in :mod:`kefu.search.se
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from django.db import connection as default_connection
@@ -51,7 +51,8 @@ class Scope:
 class Candidate(NamedTuple):
     message_id: int
     conversation_id: int
-    sent_at: datetime
+    # Seconds since the Unix epoch: 400 candidates' datetimes cost more to load than to rank.
+    sent_epoch: float
     relevance: float
 
 
@@ -219,14 +220,16 @@ class SqliteEngine(Engine):
         # Newest first by rowid (the message id): FTS5 walks its doclists backwards and stops
         # at the limit, so a common word costs no more than a rare one.
         sql = (
-            f"SELECT e.message_id, e.conversation_id, e.sent_at, {relevance} "  # noqa: S608
+            # The epoch from SQLite's stored text (julianday parses it; 2440587.5 is 1970-01-01).
+            "SELECT e.message_id, e.conversation_id, (julianday(e.sent_at) - 2440587.5) * 86400.0, "  # noqa: S608
+            f"{relevance} "
             f"FROM {fts} JOIN {MESSAGE_TABLE} e ON e.message_id = {fts}.rowid{join} "
             f"WHERE {fts} MATCH %s{where} ORDER BY {fts}.rowid DESC LIMIT %s"
         )
         with default_connection.cursor() as cursor:
             cursor.execute(sql, params)
             rows = cursor.fetchall()
-        return [Candidate(m, c, _aware(s), float(r)) for m, c, s, r in rows]
+        return [Candidate(m, c, float(s), float(r)) for m, c, s, r in rows]
 
     def customer_candidates(self, query: ParsedQuery, limit: int) -> list[tuple[int, float]]:
         fts = self.CUSTOMER_FTS
@@ -286,11 +289,13 @@ def _sqlite_schema(fts: str, table: str, key: str) -> list[str]:
     ]
 
 
-def _aware(value: Any) -> datetime:
-    """Raw SQLite rows carry naive UTC datetimes (or text); the ORM would make them aware."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+# GIN's "fast update" queues new rows in a pending list that every query reads in full until
+# it is merged into the index. At PostgreSQL's default limit (4 MB, ~3,000 messages) a shop
+# whose inserts never reach it carries an almost full list for hours, and each of a search's
+# statements reads ~250 list pages: measured 2-3 ms a statement, 15-20 ms a search at
+# 1,000,000 messages. 512 kB caps the list at 64 pages; merging it that often costs ~20-30 µs
+# more per inserted row (bench/RESULTS.md, "GIN pending list").
+GIN_PENDING_LIST_KB = 512
 
 
 class PostgresEngine(Engine):
@@ -349,7 +354,8 @@ class PostgresEngine(Engine):
                 (self.CUSTOMER_INDEX, CUSTOMER_TABLE),
             ):
                 cursor.execute(
-                    f"CREATE INDEX {how}IF NOT EXISTS {name} ON {table} USING gin (document)"
+                    f"CREATE INDEX {how}IF NOT EXISTS {name} ON {table} USING gin (document) "
+                    f"WITH (gin_pending_list_limit = {GIN_PENDING_LIST_KB})"
                 )
 
     def uninstall(self, conn: Any = None) -> None:
@@ -378,7 +384,8 @@ class PostgresEngine(Engine):
         join, where = self._scope_sql(scope, scope_params)
         sql = (
             # ts_rank normalization 1: divided by 1 + the log of the document's length.
-            "SELECT e.message_id, e.conversation_id, e.sent_at, ts_rank(e.document, %s::tsquery, 1) "  # noqa: S608, E501
+            "SELECT e.message_id, e.conversation_id, extract(epoch FROM e.sent_at)::float8, "  # noqa: S608
+            "ts_rank(e.document, %s::tsquery, 1) "
             f"FROM {MESSAGE_TABLE} e{join} WHERE e.document @@ %s::tsquery "
             f"AND e.message_id < %s{where} ORDER BY e.message_id DESC LIMIT %s"
         )

@@ -182,10 +182,10 @@ def _rank(candidates: list[Candidate]) -> list[tuple[Candidate, float]]:
     if not candidates:
         return []
     top = max(c.relevance for c in candidates) or 1.0
-    now = timezone.now()
+    now = timezone.now().timestamp()
     best: dict[int, tuple[Candidate, float]] = {}
     for candidate in candidates:
-        age_days = max(0.0, (now - candidate.sent_at).total_seconds() / 86400)
+        age_days = max(0.0, now - candidate.sent_epoch) / 86400
         recency = math.pow(0.5, age_days / RECENCY_HALF_LIFE_DAYS)
         relevance = max(candidate.relevance, 0.0) / top
         score = RELEVANCE_WEIGHT * relevance + (1 - RELEVANCE_WEIGHT) * recency
