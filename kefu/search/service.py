@@ -128,7 +128,7 @@ def search(
         since=filters.since,
         until=filters.until,
     )
-    ranked = _rank(_candidates(parsed, scope)) if parsed.phrases else []
+    ranked = _rank(_candidates(parsed, scope, limit)) if parsed.phrases else []
     results.conversations, results.more = _conversations(
         agent, filters, scope, exact, ranked, parsed, limit
     )
@@ -161,18 +161,21 @@ def _assignee(agent: Agent, value: str | None) -> int | None:
 # --- ranking ---------------------------------------------------------------------------------
 
 
-def _candidates(parsed: ParsedQuery, scope: Scope) -> list[Candidate]:
+def _candidates(parsed: ParsedQuery, scope: Scope, page: int) -> list[Candidate]:
     """The newest CANDIDATES matching messages; whole words first, prefixes when needed.
 
     A prefix makes the engine gather every posting of every word it starts (all of "order*"
-    before the first result), while whole words are read newest first and stop at the limit.
-    So: whole words first; when they already fill the candidates (a common word), that is the
-    answer; otherwise (a word still being typed, a rare one) the prefix query runs.
+    before the first result; 13-17 ms on PostgreSQL at 1,000,000 messages for "update*"),
+    while whole words are read newest first and stop at the limit. So: whole words first; when
+    they already fill the page (``page`` conversations and one more, to know there is more),
+    they are the answer: the words were typed whole, and prefix matches ("updated" for
+    "update") would only reorder the page's tail. Otherwise (a word still being typed, a rare
+    one) the prefix query runs and ranks both.
     """
     engine = engine_for()
     if parsed.has_prefixes:
         whole = engine.message_candidates(parsed.whole_words(), scope, CANDIDATES)
-        if len(whole) >= CANDIDATES:
+        if len({c.conversation_id for c in whole}) > page:
             return whole
     return engine.message_candidates(parsed, scope, CANDIDATES)
 

@@ -374,3 +374,24 @@ def test_postgres_indexes_keep_a_short_gin_pending_list():
     engine.uninstall()
     engine.install()
     assert options() == dict.fromkeys(names, expected)
+
+
+def test_prefix_matches_widen_a_query_only_when_whole_words_do_not_fill_the_page(
+    inbox, agent, committed
+):
+    with committed():
+        whole = [
+            receive(inbox, f"w{n}", f"the update broke it {n}", email=f"c{n}@example.com")
+            for n in range(3)
+        ]
+        longer = receive(inbox, "x", "since it updated itself", email="x@example.com")
+    whole_ids = {r.conversation.pk for r in whole}
+    # Three conversations with "update" fill a page of two (and tell there is more): the
+    # prefix query ("updated") is not run.
+    page = search(agent=agent, q="update", limit=2)
+    assert set(conversation_ids(page)) <= whole_ids and page.more
+    # A page of five is not filled by whole words: prefix matches join.
+    page = search(agent=agent, q="update", limit=5)
+    assert set(conversation_ids(page)) == whole_ids | {longer.conversation.pk}
+    # A word being typed is a prefix.
+    assert conversation_ids(search(agent=agent, q="updat", limit=2))
