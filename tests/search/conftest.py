@@ -43,8 +43,10 @@ def _fresh_memo():
     """Tests roll back and reuse ids; the indexer's memo of ids indexed by this process (valid
     in production, where committed ids are never reused) must not leak from one to the next."""
     index._memo.ids.clear()
+    index._customers_written.clear()
     yield
     index._memo.ids.clear()
+    index._customers_written.clear()
 
 
 @pytest.fixture

@@ -395,3 +395,19 @@ def test_prefix_matches_widen_a_query_only_when_whole_words_do_not_fill_the_page
     assert set(conversation_ids(page)) == whole_ids | {longer.conversation.pk}
     # A word being typed is a prefix.
     assert conversation_ids(search(agent=agent, q="updat", limit=2))
+
+
+def test_a_known_customer_writing_again_unchanged_is_not_reindexed(inbox, agent, committed):
+    with committed():
+        first = receive(inbox, "m1", "Hello there", email="ana@example.com")
+    customer = first.conversation.customer
+    with committed(), CaptureQueriesContext(connection) as queries:
+        receive(inbox, "m2", "Hello again", email="ana@example.com")
+    assert not [q for q in queries.captured_queries if "search_customerentry" in q["sql"]]
+    assert hits(agent, "again") == [first.conversation.pk]
+    # A change to the customer (a name filled in) moves updated_at: written again, found.
+    with committed():
+        receive(inbox, "m3", "Hello once more", email="ana@example.com", name="Ana Lima")
+    customer.refresh_from_db()
+    assert customer.name == "Ana Lima"
+    assert customer_ids(search(agent=agent, q="lima")) == [customer.pk]
