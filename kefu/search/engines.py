@@ -100,6 +100,11 @@ class Engine:
         """Upsert (message_id, conversation_id, inbox_id, sent_at, document) ``rows``."""
         cursor.executemany(self.upsert_messages_sql(replace=replace), rows)
 
+    def insert_new_messages(self, cursor: Any, rows: list[tuple]) -> None:
+        """Insert (message_id, conversation_id, inbox_id, sent_at, document) ``rows`` of
+        messages stored by the current transaction (no entry can exist for them yet)."""
+        self.write_messages(cursor, rows, replace=False)
+
     def write_customers(self, cursor: Any, rows: list[tuple]) -> None:
         """Upsert (customer_id, document, source_updated_at) ``rows``."""
         cursor.executemany(self.upsert_customers_sql(), rows)
@@ -318,6 +323,19 @@ class PostgresEngine(Engine):
             "VALUES (%s, %s, %s, %s, %s::tsvector)", values
         )
         cursor.execute(sql, [list(column) for column in zip(*rows, strict=True)])
+
+    # COPY: the rows are formatted by the driver's C code and parsed by the server's COPY path,
+    # where the statement above quotes five Python lists into a literal for the server to parse
+    # as arrays (measured: 2.3 against 8-10 µs a row in the worker). Should a row exist after
+    # all, the unique violation fails the caller's savepoint and the catch-up indexes the rows.
+    def insert_new_messages(self, cursor: Any, rows: list[tuple]) -> None:
+        statement = (
+            f"COPY {MESSAGE_TABLE} (message_id, conversation_id, inbox_id, sent_at, document) "
+            "FROM STDIN"
+        )
+        with cursor.cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(row)
 
     def write_customers(self, cursor: Any, rows: list[tuple]) -> None:
         rows = list({row[0]: row for row in rows}.values())

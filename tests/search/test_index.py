@@ -137,6 +137,21 @@ def test_a_failing_index_write_never_loses_the_received_message(
     assert hits(agent, "blender") == [received.conversation.pk]
 
 
+def test_an_entry_already_there_fails_only_the_index_write(inbox, agent, committed):
+    # Received messages are new, so their entries go in without a conflict check (COPY on
+    # PostgreSQL); should one exist all the same, the index write fails alone, in its savepoint.
+    with committed():
+        received = receive(inbox, "m1", "The blender arrived broken", email="ana@example.com")
+    message, conversation = received.message, received.conversation
+    prepared = type("Prepared", (), {"extras": {"search_terms": ["replaced"]}})()
+    with committed():
+        index.index_received([(message, conversation, conversation.customer, prepared)])
+        conversation.refresh_from_db()  # the transaction goes on after the failed write
+    assert MessageEntry.objects.filter(pk=message.pk).count() == 1
+    assert hits(agent, "blender") == [conversation.pk]
+    assert hits(agent, "replaced") == []
+
+
 def test_indexing_in_the_transaction_spares_the_after_commit_work(
     inbox, agent, django_capture_on_commit_callbacks
 ):

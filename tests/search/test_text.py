@@ -100,6 +100,8 @@ def test_index_terms_are_the_analyzer_terms_on_real_tweets():
         "注文番号ｱｲｳの商品がまだ届きません",
         "㍿ abc㍿def",
         "Straße café naïve",
+        "snake_case_é __über__ ٱلْكِتَاب_ok",  # underscores separate, accented or not
+        "e\u0301_x a\u0301b",  # a combining mark stays in its word
     ]
     for text in [*texts, *others]:
         assert index_terms(text) == terms(text)
