@@ -303,6 +303,11 @@ def _sqlite_schema(fts: str, table: str, key: str) -> list[str]:
 GIN_PENDING_LIST_KB = 512
 
 
+# "':1", "':2", ...: a term and its position's suffix make one concatenation in C, half the time
+# of formatting each term (the literal is built for every message received).
+_POSITION_SUFFIXES = tuple(f"':{position}" for position in range(1, MAX_POSITION + 1))
+
+
 class PostgresEngine(Engine):
     vendor = "postgresql"
     MESSAGE_INDEX = "search_messageentry_document"
@@ -348,9 +353,7 @@ class PostgresEngine(Engine):
         # needs no escapes. The literal form bypasses PostgreSQL's parser (whose idea of a
         # letter depends on the server's locale). Then the row's recency lexemes and, for a
         # message, its inbox's (see inbox_lexeme).
-        words = " ".join(
-            f"'{term}':{position}" for position, term in enumerate(terms[:MAX_POSITION], start=1)
-        )
+        words = "'" + " '".join(map(str.__add__, terms, _POSITION_SUFFIXES)) if terms else ""
         if len(terms) > MAX_POSITION:  # PostgreSQL's last position holds the rest
             words += " " + " ".join(f"'{term}':{MAX_POSITION}" for term in terms[MAX_POSITION:])
         extra = recency_lexemes(key) + (f" '{inbox_lexeme(inbox)}'" if inbox is not None else "")

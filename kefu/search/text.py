@@ -176,16 +176,14 @@ def index_terms(text: str) -> list[str]:
 
 _ASCII_RUNS = re.compile(r"[a-z0-9]+")
 # _RUNS without its alternation, which costs Python's regex engine a branch per character:
-# word characters or marks, the underscores then split off (30% faster on accented text).
-_RUNS_WITH_UNDERSCORES = re.compile(rf"[\w{_MARKS}]+")
+# word characters or marks, on the text with its underscores (word characters for the regex,
+# separators for search: handles, snake_case) turned to spaces. 30% faster on accented text.
+_WORDS_AND_MARKS = re.compile(rf"[\w{_MARKS}]+")
 
 
 def _runs(text: str) -> list[str]:
     """``_RUNS.findall(text)``, faster."""
-    runs = _RUNS_WITH_UNDERSCORES.findall(text)
-    if "_" not in text:
-        return runs
-    return [piece for run in runs for piece in run.split("_") if piece]
+    return _WORDS_AND_MARKS.findall(text.replace("_", " ") if "_" in text else text)
 
 
 _Raw = tuple[str, int, int, str, int]
