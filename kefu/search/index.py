@@ -28,6 +28,7 @@ from typing import Any
 from django.db import connection, transaction
 
 from kefu.conversations.models import Conversation, Message
+from kefu.core.bulk import adapt_datetime
 from kefu.customers.models import Customer
 from kefu.search.engines import CUSTOMER_TABLE, MESSAGE_TABLE, Engine, engine_for
 from kefu.search.text import index_terms
@@ -112,7 +113,7 @@ def _entry_row(engine: Engine, pk: int, conversation_id: int, inbox_id: int, sen
         pk,
         conversation_id,
         inbox_id,
-        connection.ops.adapt_datetimefield_value(sent_at),
+        adapt_datetime(sent_at, connection),
         engine.encode(terms, pk, inbox_id),
     )
 
@@ -122,7 +123,7 @@ def _customer_row(engine: Engine, pk: int, name: str, email: str, phone: str,
     return (
         pk,
         engine.encode(customer_document(name, email, phone), pk),
-        connection.ops.adapt_datetimefield_value(updated_at),
+        adapt_datetime(updated_at, connection),
     )
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from kefu.conversations.models import ConversationEvent, Message
-from kefu.core.bulk import insert_many, update_many
+from kefu.core.bulk import adapt_datetime, insert_many, update_many
 from kefu.customers.models import Customer, Identity
 from tests.factories import ConversationFactory
 
@@ -81,3 +84,17 @@ def test_update_many_writes_the_named_fields_of_each_row_and_nothing_else():
         ("renamed 1", ["t1"], "c1@example.com"),
         ("C2", [], "c2@example.com"),
     ]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        datetime(2026, 11, 23, 17, 51, 45, 232355, tzinfo=UTC),
+        datetime(2026, 11, 23, 17, 51, 45, tzinfo=UTC),  # no microseconds: no fraction either
+        datetime(2026, 3, 29, 1, 30, tzinfo=ZoneInfo("Europe/Berlin")),
+        datetime(2026, 11, 23, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai")),
+        datetime(2026, 11, 23, 9, 0),  # naive: left to Django
+    ],
+)
+def test_adapted_datetimes_are_what_django_stores(value):
+    assert adapt_datetime(value, connection) == connection.ops.adapt_datetimefield_value(value)
