@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 
 from django.db import connection as default_connection
 
+from kefu.core.bulk import copy_rows
 from kefu.search.query import ParsedQuery
 
 MESSAGE_TABLE = "search_messageentry"
@@ -338,9 +339,7 @@ class PostgresEngine(Engine):
             f"COPY {MESSAGE_TABLE} (message_id, conversation_id, inbox_id, sent_at, document) "
             "FROM STDIN"
         )
-        with cursor.cursor.copy(statement) as copy:
-            for row in rows:
-                copy.write_row(row)
+        copy_rows(cursor.db, statement, rows)
 
     def write_customers(self, cursor: Any, rows: list[tuple]) -> None:
         rows = list({row[0]: row for row in rows}.values())

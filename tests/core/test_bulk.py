@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from kefu.conversations.models import ConversationEvent, Message
@@ -98,3 +99,13 @@ def test_update_many_writes_the_named_fields_of_each_row_and_nothing_else():
 )
 def test_adapted_datetimes_are_what_django_stores(value):
     assert adapt_datetime(value, connection) == connection.ops.adapt_datetimefield_value(value)
+
+
+@pytest.mark.postgres
+def test_copies_are_logged_like_other_queries():
+    # Django's cursor wrapper does not see COPY: query counts would miss it otherwise.
+    with CaptureQueriesContext(connection) as queries, transaction.atomic():
+        insert_many([Customer(name="Ana"), Customer(name="Bo")])
+    copies = [q["sql"] for q in queries if q["sql"].startswith("COPY")]
+    assert len(copies) == 1
+    assert copies[0].endswith("-- 2 rows")
