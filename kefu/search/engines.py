@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 
 from django.db import connection as default_connection
 
-from kefu.core.bulk import copy_rows
+from kefu.core.bulk import COPY_MIN_ROWS, copy_rows
 from kefu.search.query import ParsedQuery
 
 MESSAGE_TABLE = "search_messageentry"
@@ -339,7 +339,10 @@ class PostgresEngine(Engine):
             f"COPY {MESSAGE_TABLE} (message_id, conversation_id, inbox_id, sent_at, document) "
             "FROM STDIN"
         )
-        copy_rows(cursor.db, statement, rows)
+        if len(rows) < COPY_MIN_ROWS:  # one statement, one round trip (see COPY_MIN_ROWS)
+            self.write_messages(cursor, rows, replace=False)
+        else:
+            copy_rows(cursor.db, statement, rows)
 
     def write_customers(self, cursor: Any, rows: list[tuple]) -> None:
         rows = list({row[0]: row for row in rows}.values())

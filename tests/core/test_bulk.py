@@ -11,16 +11,23 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from kefu.conversations.models import ConversationEvent, Message
-from kefu.core.bulk import adapt_datetime, insert_many, update_many
+from kefu.core.bulk import COPY_MIN_ROWS, adapt_datetime, insert_many, update_many
 from kefu.customers.models import Customer, Identity
 from tests.factories import ConversationFactory
 
 pytestmark = pytest.mark.django_db
 
 
-def test_rows_are_stored_with_their_new_ids_and_fields():
+# Both ways in on PostgreSQL: one INSERT ... RETURNING below COPY_MIN_ROWS, COPY from it on.
+SIZES = [3, COPY_MIN_ROWS + 4]
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_rows_are_stored_with_their_new_ids_and_fields(size):
     # Given customers and identities built before any of them has an id
-    customers = [Customer(name=f"C{n}", email=f"c{n}@example.com", tags=["vip"]) for n in range(3)]
+    customers = [
+        Customer(name=f"C{n}", email=f"c{n}@example.com", tags=["vip"]) for n in range(size)
+    ]
     identities = [Identity(customer=c, kind="email", value=c.email) for c in customers]
 
     # When both are inserted (the identities after their customers got ids)
@@ -31,9 +38,7 @@ def test_rows_are_stored_with_their_new_ids_and_fields():
     assert all(c.pk and not c._state.adding for c in customers)
     stored = {c.pk: c for c in Customer.objects.filter(pk__in=[c.pk for c in customers])}
     assert [(stored[c.pk].name, stored[c.pk].tags) for c in customers] == [
-        ("C0", ["vip"]),
-        ("C1", ["vip"]),
-        ("C2", ["vip"]),
+        (f"C{n}", ["vip"]) for n in range(size)
     ]
     assert stored[customers[0].pk].created_at is not None
     assert sorted(Identity.objects.values_list("customer_id", "value")) == sorted(
@@ -50,16 +55,15 @@ def test_ids_do_not_collide_with_rows_saved_one_by_one():
     assert Customer.objects.count() == 4
 
 
-def test_a_unique_violation_is_djangos_integrity_error_and_stores_nothing():
+@pytest.mark.parametrize("size", SIZES)
+def test_a_unique_violation_is_djangos_integrity_error_and_stores_nothing(size):
     conversation = ConversationFactory()
     inbox = conversation.inbox
     at = timezone.now()
     fields = {"conversation": conversation, "inbox": inbox, "sent_at": at}
     Message.objects.create(**fields, external_id="dup", text="a")
-    again = [
-        Message(**fields, external_id="new", text="b"),
-        Message(**fields, external_id="dup", text="c"),
-    ]
+    again = [Message(**fields, external_id=f"new{n}", text="b") for n in range(size - 1)]
+    again.append(Message(**fields, external_id="dup", text="c"))
     with pytest.raises(IntegrityError), transaction.atomic():
         insert_many(again)
     assert list(Message.objects.values_list("external_id", flat=True)) == ["dup"]
@@ -105,7 +109,7 @@ def test_adapted_datetimes_are_what_django_stores(value):
 def test_copies_are_logged_like_other_queries():
     # Django's cursor wrapper does not see COPY: query counts would miss it otherwise.
     with CaptureQueriesContext(connection) as queries, transaction.atomic():
-        insert_many([Customer(name="Ana"), Customer(name="Bo")])
+        insert_many([Customer(name=f"C{n}") for n in range(COPY_MIN_ROWS)])
     copies = [q["sql"] for q in queries if q["sql"].startswith("COPY")]
     assert len(copies) == 1
-    assert copies[0].endswith("-- 2 rows")
+    assert copies[0].endswith(f"-- {COPY_MIN_ROWS} rows")

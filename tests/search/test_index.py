@@ -18,6 +18,7 @@ from kefu.conversations.actions import (
 from kefu.conversations.batch import receive_batch
 from kefu.conversations.inbound import InboundMessage
 from kefu.conversations.models import Conversation, InboxMembership, Message
+from kefu.core.bulk import COPY_MIN_ROWS
 from kefu.core.events import emit
 from kefu.customers.actions import merge_customers, unmerge_customers
 from kefu.search import index
@@ -138,17 +139,21 @@ def test_a_failing_index_write_never_loses_the_received_message(
 
 
 def test_an_entry_already_there_fails_only_the_index_write(inbox, agent, committed):
-    # Received messages are new, so their entries go in without a conflict check (COPY on
-    # PostgreSQL); should one exist all the same, the index write fails alone, in its savepoint.
+    # Received messages are new, so their entries go in without a conflict check (a COPY on
+    # PostgreSQL from COPY_MIN_ROWS on); should one exist all the same, the index write fails
+    # alone, in its savepoint, and the transaction goes on.
     with committed():
-        received = receive(inbox, "m1", "The blender arrived broken", email="ana@example.com")
-    message, conversation = received.message, received.conversation
+        received = [
+            receive(inbox, f"m{n}", f"The blender number {n} arrived broken", email="a@x.com")
+            for n in range(COPY_MIN_ROWS)
+        ]
     prepared = type("Prepared", (), {"extras": {"search_terms": ["replaced"]}})()
+    stored = [(r.message, r.conversation, r.conversation.customer, prepared) for r in received]
     with committed():
-        index.index_received([(message, conversation, conversation.customer, prepared)])
-        conversation.refresh_from_db()  # the transaction goes on after the failed write
-    assert MessageEntry.objects.filter(pk=message.pk).count() == 1
-    assert hits(agent, "blender") == [conversation.pk]
+        index.index_received(stored)
+        received[0].conversation.refresh_from_db()  # the transaction is still usable
+    assert MessageEntry.objects.count() == COPY_MIN_ROWS
+    assert hits(agent, "blender") == [received[0].conversation.pk]
     assert hits(agent, "replaced") == []
 
 
