@@ -218,11 +218,11 @@ def test_pending_and_on_hold_go_back_to_open(inbox, waiting_status):
 
 def test_the_inbox_list_fields_follow_the_messages(inbox, agent):
     now = timezone.now()
-    first = receive(inbox, "a", [("email", "ana@example.com")], text="First", sent_at=now)
+    first = receive(inbox, "a", [("email", "ana@example.com")], text="Hi?", sent_at=now)
     conversation = Conversation.objects.get()
     assert (conversation.unread_count, conversation.message_count) == (1, 1)
     assert conversation.waiting_since == now
-    assert conversation.last_message_preview == "First"
+    assert conversation.last_message_preview == "Hi?"
     assert conversation.language == ""  # too short to tell
 
     reply(conversation=first.conversation, actor=agent, text="On its way!")
