@@ -314,7 +314,13 @@ def _known_owners(items: list[_Item]) -> dict[tuple[str, str], Customer]:
     condition = Q()
     for kind, values in by_kind.items():
         condition |= Q(kind=kind, value__in=values)
-    rows = Identity.objects.filter(condition).select_related("customer")
+    # The customer fields the batch and its store hooks read (contact fields, the search
+    # entry's version); notes, tags and the rest stay deferred.
+    rows = (
+        Identity.objects.filter(condition)
+        .select_related("customer")
+        .only("kind", "value", *(f"customer__{name}" for name in _CUSTOMER_FIELDS))
+    )
     owners = {(i.kind, i.value): i.customer for i in rows}
     live: dict[int, Customer] = {}
     for key, customer in owners.items():
@@ -322,11 +328,14 @@ def _known_owners(items: list[_Item]) -> dict[tuple[str, str], Customer]:
     return owners
 
 
+_CUSTOMER_FIELDS = ("id", "name", "email", "phone", "merged_into_id", "updated_at")
+
+
 def _follow_customer(customer: Customer) -> Customer:
     seen: set[int] = set()
     while customer.merged_into_id is not None and customer.pk not in seen:
         seen.add(customer.pk)
-        customer = Customer.objects.get(pk=customer.merged_into_id)
+        customer = Customer.objects.only(*_CUSTOMER_FIELDS).get(pk=customer.merged_into_id)
     return customer
 
 

@@ -48,7 +48,8 @@ class BatchIn(Strict):
     messages: list[InboundIn] = Field(..., min_length=1, max_length=500)
 
 
-class BatchItemOut(Schema):
+# Plain pydantic models too (see Strict): 500 results a response, always dicts.
+class BatchItemOut(BaseModel):
     index: int
     status: Literal["created", "duplicate", "error"]
     conversation_id: int | None = None
@@ -56,7 +57,7 @@ class BatchItemOut(Schema):
     error: str | None = None
 
 
-class BatchOut(Schema):
+class BatchOut(BaseModel):
     results: list[BatchItemOut]
 
 

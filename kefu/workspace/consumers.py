@@ -143,7 +143,10 @@ class WorkspaceConsumer(AsyncJsonWebsocketConsumer):
         )
 
     async def push(self, message: dict) -> None:
-        await self.send_json(message["event"])
+        # Several events per group message; "event" is one, as a process of the previous
+        # release sends it (Redis layer, rolling deploy).
+        for event in message.get("events") or [message["event"]]:
+            await self.send_json(event)
 
     async def access_changed(self, message: dict) -> None:
         await self._join()

@@ -141,3 +141,46 @@ def test_presence_reaches_colleagues_on_the_same_conversation_and_no_outsider(ag
     ]
     assert heard_by_ada == []  # Bea announced before Ada was watching; no echo of one's own
     assert heard_by_eve == []
+
+
+def test_a_burst_of_conversations_reaches_the_socket_in_one_group_message(
+    agent, inbox, monkeypatch
+):
+    from channels.layers import get_channel_layer
+
+    from kefu.conversations.batch import receive_batch
+
+    layer = get_channel_layer()
+    sent_to_inbox: list[dict] = []
+    original = layer.group_send
+
+    async def counting_group_send(group, message):
+        if group == f"ws.inbox.{inbox.pk}":
+            sent_to_inbox.append(message)
+        await original(group, message)
+
+    monkeypatch.setattr(layer, "group_send", counting_group_send)
+
+    def write_burst():
+        entries = [
+            (
+                inbox,
+                InboundMessage(
+                    external_id=f"b-{n}", identities=[("email", f"c{n}@x.com")], text="Hello"
+                ),
+            )
+            for n in range(30)
+        ]
+        return {r["conversation_id"] for r in receive_batch(entries)}
+
+    async def scenario():
+        socket = await connect(agent)
+        created = await database_sync_to_async(write_burst)()
+        heard = await received(socket, timeout=1.0)
+        await socket.disconnect()
+        return created, heard
+
+    created, heard = asyncio.run(scenario())
+    assert len(created) == 30
+    assert {e["id"] for e in heard if e["type"] == "conversation.created"} == created
+    assert len(sent_to_inbox) <= 2  # not one per event (two if a flush fell mid-burst)
