@@ -86,12 +86,19 @@ class Tag(models.Model):
 class Conversation(models.Model):
     """A customer request, shown to people as "#<id>"."""
 
-    inbox = models.ForeignKey(Inbox, on_delete=models.PROTECT, related_name="conversations")
+    # Foreign keys whose lookups a composite index below already serves (inbox: conv_inbox,
+    # customer: conv_thread, assignee: conv_mine) or that are mostly empty (team, merged_into:
+    # partial indexes) get no index of their own. Every inbound message rewrites its
+    # conversation's row and each index gets a new entry (the summary columns are indexed, so
+    # the update is never HOT): 17 indexes were a third of the batch path's database time.
+    inbox = models.ForeignKey(
+        Inbox, on_delete=models.PROTECT, related_name="conversations", db_index=False
+    )
     store = models.ForeignKey(
         "commerce.Store", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     customer = models.ForeignKey(
-        "customers.Customer", on_delete=models.PROTECT, related_name="conversations"
+        "customers.Customer", on_delete=models.PROTECT, related_name="conversations", db_index=False
     )
     subject = models.CharField(max_length=300, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEW)
@@ -105,15 +112,26 @@ class Conversation(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="assigned_conversations",
+        db_index=False,
     )
     team = models.ForeignKey(
-        "accounts.Team", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "accounts.Team",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
     )
     tags = models.ManyToManyField(Tag, related_name="conversations", blank=True)
     # An explicit thread reference from the channel (chat session, marketplace thread id).
     thread_key = models.CharField(max_length=200, blank=True)
     merged_into = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="merged_from"
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="merged_from",
+        db_index=False,
     )
 
     # Denormalized for the inbox list; kept current by conversations.actions only.
@@ -166,6 +184,12 @@ class Conversation(models.Model):
                 condition=_LIVE,
             ),
             models.Index(fields=["waiting_since", "id"], name="conv_live_waiting", condition=_LIVE),
+            models.Index(fields=["team"], name="conv_team", condition=Q(team__isnull=False)),
+            models.Index(
+                fields=["merged_into"],
+                name="conv_merged_into",
+                condition=Q(merged_into__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -200,15 +224,22 @@ class DeliveryStatus(models.TextChoices):
 
 
 class Message(models.Model):
+    # Indexed by msg_timeline (conversation first); author_agent only where set (inbound
+    # messages have none): two fewer index entries per message stored.
     conversation = models.ForeignKey(
-        Conversation, on_delete=models.CASCADE, related_name="messages"
+        Conversation, on_delete=models.CASCADE, related_name="messages", db_index=False
     )
     # Kept on the message so idempotency holds even after the conversation is merged.
     inbox = models.ForeignKey(Inbox, on_delete=models.PROTECT, related_name="+")
     direction = models.CharField(max_length=16, choices=Direction.choices)
     author_kind = models.CharField(max_length=16, choices=AuthorKind.choices)
     author_agent = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
     )
     subject = models.CharField(max_length=300, blank=True)
     text = models.TextField(blank=True)
@@ -232,7 +263,12 @@ class Message(models.Model):
                 condition=Q(external_id__isnull=False),
             )
         ]
-        indexes = [models.Index(fields=["conversation", "sent_at", "id"], name="msg_timeline")]
+        indexes = [
+            models.Index(fields=["conversation", "sent_at", "id"], name="msg_timeline"),
+            models.Index(
+                fields=["author_agent"], name="msg_author", condition=Q(author_agent__isnull=False)
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.direction} message {self.pk}"
@@ -275,19 +311,33 @@ class EventKind(models.TextChoices):
 class ConversationEvent(models.Model):
     """Append-only timeline: the UI, the audit trail, analytics and rules all read it."""
 
-    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="events")
+    # Indexed by event_timeline (conversation first); actor and message only where set.
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="events", db_index=False
+    )
     kind = models.CharField(max_length=32, choices=EventKind.choices)
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
     )
     message = models.ForeignKey(
-        Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
     )
     data = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        indexes = [models.Index(fields=["conversation", "created_at", "id"], name="event_timeline")]
+        indexes = [
+            models.Index(fields=["conversation", "created_at", "id"], name="event_timeline"),
+            models.Index(fields=["actor"], name="event_actor", condition=Q(actor__isnull=False)),
+            models.Index(
+                fields=["message"], name="event_message", condition=Q(message__isnull=False)
+            ),
+        ]
 
 
 class ConversationMerge(models.Model):

@@ -24,10 +24,24 @@ class Customer(models.Model):
     notes = models.TextField(blank=True)
     tags = models.JSONField(default=list, blank=True)
     merged_into = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="merged_from"
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="merged_from",
+        db_index=False,  # a partial index: only merged-away customers have one
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["merged_into"],
+                name="customer_merged_into",
+                condition=models.Q(merged_into__isnull=False),
+            )
+        ]
 
     def __str__(self) -> str:
         return self.name or self.email or self.phone or f"Customer {self.pk}"
