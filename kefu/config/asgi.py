@@ -29,3 +29,7 @@ async def websockets(scope, receive, send):  # type: ignore[no-untyped-def]
 widget_sockets = URLRouter(widget_websocket_urlpatterns)
 
 application = ProtocolTypeRouter({"http": django_asgi, "websocket": websockets})
+
+from kefu.core.gc_tuning import settle_after_startup  # noqa: E402
+
+settle_after_startup()

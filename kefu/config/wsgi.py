@@ -6,3 +6,7 @@ from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kefu.config.settings")
 application = get_wsgi_application()
+
+from kefu.core.gc_tuning import settle_after_startup  # noqa: E402 (needs Django set up)
+
+settle_after_startup()
