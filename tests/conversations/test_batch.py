@@ -337,3 +337,42 @@ def test_a_batch_and_single_messages_arriving_together_share_one_transaction(mon
     assert results[3].message.pk == batch_results[1]["message_id"]
     assert sorted([results[3].created, batch_results[1]["status"] == "created"]) == [False, True]
     assert Message.objects.count() == 4
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_batches_naming_the_same_new_people_wait_instead_of_failing(caplog):
+    # Given a batch creating five new customers, not committed yet
+    inbox = InboxFactory()
+    first = [(inbox, _inbound(f"a{n}", f"new{n}@example.com")) for n in range(5)]
+    second = [(inbox, _inbound(f"b{n}", f"new{n}@example.com", "me again")) for n in range(5)]
+    holding, results = threading.Event(), {}
+
+    def store_first():
+        with transaction.atomic():
+            results["first"] = batch.receive_batch(first)  # stored in this transaction
+            holding.set()
+            time.sleep(0.5)  # meanwhile the second batch reaches the same identities
+        connection.close()
+
+    def store_second():
+        holding.wait(10)
+        results["second"] = batch.receive_batch(second)
+        connection.close()
+
+    # When a second batch from the same people arrives meanwhile
+    threads = [threading.Thread(target=store_first), threading.Thread(target=store_second)]
+    with caplog.at_level("INFO", logger="kefu.conversations.batch"):
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+
+    # Then it waited for the first and joined its customers and conversations, without a
+    # failed attempt (a unique violation on the identities, and the batch stored again)
+    assert [r["status"] for r in results["first"] + results["second"]] == ["created"] * 10
+    assert "raced" not in caplog.text
+    assert Customer.objects.count() == 5
+    assert [r["conversation_id"] for r in results["second"]] == [
+        r["conversation_id"] for r in results["first"]
+    ]
