@@ -210,9 +210,13 @@ def index_received(stored: Iterable[tuple[Message, Conversation, Customer, Any]]
                 customer.updated_at,
             )  # fmt: skip
             versions[customer.pk] = customer.updated_at
+    customers = list(people.values())
+    if len(rows) >= AFTER_COMMIT_MIN_ROWS and _outermost_on_postgres():
+        transaction.on_commit(lambda: _write_committed(engine, rows, customers, versions))
+        return
     try:
         with transaction.atomic():
-            _write(engine, rows, list(people.values()), replace=False, fresh=True)
+            _write(engine, rows, customers, replace=False, fresh=True)
     except Exception:
         logger.exception("search: indexing received messages failed; left to the catch-up")
         return
@@ -223,6 +227,39 @@ def index_received(stored: Iterable[tuple[Message, Conversation, Customer, Any]]
         _remember_customers(versions)
 
     transaction.on_commit(committed)
+
+
+# On PostgreSQL the entries of a request's own transaction are written right after its commit,
+# by the same thread, before it answers: the storing transaction's locks (the conversations,
+# a batch's new identities) are then released before the GIN insertion, the longest statement
+# of a batch, so a concurrent batch waiting on them starts that much sooner (bench/search.py
+# --ingest, batches: -29% -> see bench/RESULTS.md, session 7). Entries are derived data, so
+# their commit does not wait for the WAL flush; a crash in between loses entries that the
+# catch-up (the indexing thread's start, `kefu search catch-up`) writes again. SQLite keeps
+# them in the storing transaction: a second write transaction would queue for the write lock.
+#
+# Small groups (single messages, combined) stay in the storing transaction: for them a second
+# transaction's round trips cost more than the lock time they would save.
+AFTER_COMMIT_MIN_ROWS = 100
+
+
+def _outermost_on_postgres() -> bool:
+    return connection.vendor == "postgresql" and len(connection.atomic_blocks) == 1
+
+
+def _write_committed(
+    engine: Engine, rows: list[tuple], customers: list[tuple], versions: dict[int, Any]
+) -> None:
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit = off")
+            _write(engine, rows, customers, replace=False, fresh=True)
+    except Exception:
+        # Not in the memo: the after-commit subscribers index these messages again.
+        logger.exception("search: indexing received messages failed; left to the catch-up")
+        return
+    _remember([row[0] for row in rows])
+    _remember_customers(versions)
 
 
 # --- after commit ----------------------------------------------------------------------------

@@ -431,3 +431,39 @@ def test_a_known_customer_writing_again_unchanged_is_not_reindexed(inbox, agent,
     customer.refresh_from_db()
     assert customer.name == "Ana Lima"
     assert customer_ids(search(agent=agent, q="lima")) == [customer.pk]
+
+
+def _large_batch(inbox, count):
+    return [
+        (inbox, InboundMessage(external_id=f"L{n}", text=f"percolator number {n}",
+                               identities=[("email", f"L{n}@example.com")]))
+        for n in range(count)
+    ]  # fmt: skip
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_large_batch_is_indexed_right_after_its_commit_before_the_answer(inbox, agent):
+    # From AFTER_COMMIT_MIN_ROWS messages on PostgreSQL, the entries are written once the
+    # storing transaction has released its locks, by the same thread, before it answers.
+    results = receive_batch(_large_batch(inbox, index.AFTER_COMMIT_MIN_ROWS))
+
+    assert MessageEntry.objects.count() == index.AFTER_COMMIT_MIN_ROWS
+    assert CustomerEntry.objects.count() == index.AFTER_COMMIT_MIN_ROWS
+    assert {r["status"] for r in results} == {"created"}
+    assert len(hits(agent, "percolator")) == 20  # a page of them
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_write_after_the_commit_is_left_to_the_catch_up(inbox, agent, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("the index is broken")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(index, "_write", broken)
+        results = receive_batch(_large_batch(inbox, index.AFTER_COMMIT_MIN_ROWS))
+    assert all(r["status"] == "created" for r in results)
+    assert MessageEntry.objects.count() == 0
+    index.catch_up()
+    assert MessageEntry.objects.count() == index.AFTER_COMMIT_MIN_ROWS
