@@ -1,8 +1,9 @@
 """The two search engines behind one interface, chosen by the database vendor.
 
-- SQLite: an FTS5 table over ``search_messageentry.document`` (external content, kept in step by
-  triggers), ``ascii`` tokenizer: the terms are analyzed by :mod:`kefu.search.text` already, so
-  FTS5 only splits on the spaces between them.
+- SQLite: an FTS5 table over ``search_messageentry.document`` (external content: the engine
+  inserts each new row's terms itself; triggers keep it in step with updates and deletes),
+  ``ascii`` tokenizer: the terms are analyzed by :mod:`kefu.search.text` already, so FTS5 only
+  splits on the spaces between them.
 - PostgreSQL: ``document`` is a ``tsvector`` built from the same terms (with their positions,
   for phrases) under a GIN index.
 
@@ -192,6 +193,106 @@ class SqliteEngine(Engine):
             (self.CUSTOMER_FTS, CUSTOMER_TABLE, "customer_id"),
         ]
 
+    # New rows reach the FTS5 table by a second INSERT of (rowid, document), not by a trigger:
+    # a statement that fires a trigger runs in a statement savepoint, and FTS5 writes its pending
+    # terms out as a new segment at every savepoint, so a trigger made one segment per row and
+    # FTS5 spent most of its time merging them (37 against 12.6 µs a row, both tables counted:
+    # bench/RESULTS.md, session 8). Updates and deletes, rare, keep their triggers. The callers
+    # run these in a transaction (SQLite's write lock is held from its start: IMMEDIATE), so
+    # reading which rows exist before writing is safe.
+
+    def insert_new_messages(self, cursor: Any, rows: list[tuple]) -> None:
+        # A row that exists after all fails the caller's savepoint (as COPY does on PostgreSQL).
+        cursor.executemany(
+            f"INSERT INTO {MESSAGE_TABLE} (message_id, conversation_id, inbox_id, sent_at, "  # noqa: S608
+            "document) VALUES (%s, %s, %s, %s, %s)",
+            rows,
+        )
+        self._index_new(cursor, self.MESSAGE_FTS, [(row[0], row[4]) for row in rows])
+
+    def write_messages(self, cursor: Any, rows: list[tuple], *, replace: bool) -> None:
+        rows = list({row[0]: row for row in rows}.values())
+        if not replace:
+            self._insert_missing_messages(cursor, rows)
+            return
+        existing = self._existing(cursor, MESSAGE_TABLE, "message_id", [row[0] for row in rows])
+        # The update trigger moves the terms in FTS5 (old out, new in).
+        cursor.executemany(
+            f"UPDATE {MESSAGE_TABLE} SET conversation_id = %s, inbox_id = %s, "  # noqa: S608
+            "sent_at = %s, document = %s WHERE message_id = %s",
+            [(*row[1:], row[0]) for row in rows if row[0] in existing],
+        )
+        self.insert_new_messages(cursor, [row for row in rows if row[0] not in existing])
+
+    def _insert_missing_messages(self, cursor: Any, rows: list[tuple]) -> None:
+        """Insert the rows that do not exist yet (a catch-up racing another writer) and index
+        those: one statement tells which went in."""
+        document = {row[0]: row[4] for row in rows}
+        for start in range(0, len(rows), 500):
+            chunk = rows[start : start + 500]
+            cursor.execute(
+                f"INSERT INTO {MESSAGE_TABLE} (message_id, conversation_id, inbox_id, "  # noqa: S608
+                f"sent_at, document) VALUES {', '.join(['(%s, %s, %s, %s, %s)'] * len(chunk))} "
+                "ON CONFLICT (message_id) DO NOTHING RETURNING message_id",
+                [value for row in chunk for value in row],
+            )
+            inserted = [pk for (pk,) in cursor.fetchall()]
+            self._index_new(cursor, self.MESSAGE_FTS, [(pk, document[pk]) for pk in inserted])
+
+    def write_customers(self, cursor: Any, rows: list[tuple]) -> None:
+        rows = list({row[0]: row for row in rows}.values())
+        existing = self._existing(
+            cursor, CUSTOMER_TABLE, "customer_id", [row[0] for row in rows], "document"
+        )
+        new = [row for row in rows if row[0] not in existing]
+        # Rewrites only what changed: an unchanged document costs FTS5 nothing, a new version
+        # of the same terms only its timestamp (the trigger fires on document updates only).
+        changed = [(row[1], row[2], row[0]) for row in rows
+                   if row[0] in existing and existing[row[0]] != row[1]]  # fmt: skip
+        restamped = [(row[2], row[0]) for row in rows
+                     if row[0] in existing and existing[row[0]] == row[1]]  # fmt: skip
+        if changed:
+            cursor.executemany(
+                f"UPDATE {CUSTOMER_TABLE} SET document = %s, source_updated_at = %s "  # noqa: S608
+                "WHERE customer_id = %s",
+                changed,
+            )
+        if restamped:
+            cursor.executemany(
+                f"UPDATE {CUSTOMER_TABLE} SET source_updated_at = %s "  # noqa: S608
+                "WHERE customer_id = %s AND source_updated_at IS NOT %s",
+                [(stamp, pk, stamp) for stamp, pk in restamped],
+            )
+        if new:
+            cursor.executemany(
+                f"INSERT INTO {CUSTOMER_TABLE} (customer_id, document, source_updated_at) "  # noqa: S608
+                "VALUES (%s, %s, %s)",
+                new,
+            )
+            self._index_new(cursor, self.CUSTOMER_FTS, [(row[0], row[1]) for row in new])
+
+    @staticmethod
+    def _existing(
+        cursor: Any, table: str, key: str, ids: list[int], column: str = ""
+    ) -> dict[int, Any]:
+        """The rows of ``ids`` that ``table`` holds: id -> ``column``'s value (or None)."""
+        found: dict[int, Any] = {}
+        value = column or "NULL"
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            cursor.execute(
+                f"SELECT {key}, {value} FROM {table} "  # noqa: S608
+                f"WHERE {key} IN ({', '.join(['%s'] * len(chunk))})",
+                chunk,
+            )
+            found.update(cursor.fetchall())
+        return found
+
+    @staticmethod
+    def _index_new(cursor: Any, fts: str, rows: list[tuple[int, str]]) -> None:
+        if rows:
+            cursor.executemany(f"INSERT INTO {fts}(rowid, document) VALUES (%s, %s)", rows)  # noqa: S608
+
     def install(self, conn: Any = None, *, concurrently: bool = False) -> None:
         conn = conn or default_connection
         with conn.cursor() as cursor:
@@ -203,19 +304,23 @@ class SqliteEngine(Engine):
         conn = conn or default_connection
         with conn.cursor() as cursor:
             for fts, table, _ in self._tables():
+                # "ai": the insert trigger of schemas before migration 0005.
                 for suffix in ("ai", "ad", "au"):
                     cursor.execute(f"DROP TRIGGER IF EXISTS {table}_{suffix}")
                 cursor.execute(f"DROP TABLE IF EXISTS {fts}")
 
     def is_installed(self, conn: Any = None) -> bool:
         conn = conn or default_connection
+        expected = {name for fts, table, _ in self._tables()
+                    for name in (fts, f"{table}_ad", f"{table}_au")}  # fmt: skip
         with conn.cursor() as cursor:
             cursor.execute(
-                "SELECT count(*) FROM sqlite_master WHERE name IN (%s, %s) "
+                "SELECT name FROM sqlite_master WHERE name IN (%s, %s) "
                 "OR (type = 'trigger' AND tbl_name IN (%s, %s))",
                 [self.MESSAGE_FTS, self.CUSTOMER_FTS, MESSAGE_TABLE, CUSTOMER_TABLE],
             )
-            return cursor.fetchone()[0] == 8
+            # An insert trigger left over would index every new row twice.
+            return {row[0] for row in cursor.fetchall()} == expected
 
     def message_candidates(self, query: ParsedQuery, scope: Scope, limit: int) -> list[Candidate]:
         relevance, params = _sqlite_relevance(query)
@@ -285,10 +390,10 @@ def _sqlite_schema(fts: str, table: str, key: str) -> list[str]:
         f"INSERT INTO {fts}({fts}, rowid, document) VALUES ('delete', old.{key}, old.document);"  # noqa: S608
     )
     insert = f"INSERT INTO {fts}(rowid, document) VALUES (new.{key}, new.document);"  # noqa: S608
+    # No insert trigger: the engine indexes new rows itself (see SqliteEngine.insert_new_messages).
     return [
         f"CREATE VIRTUAL TABLE IF NOT EXISTS {fts} USING fts5(document, content='{table}', "
         f"content_rowid='{key}', tokenize='ascii')",
-        f"CREATE TRIGGER IF NOT EXISTS {table}_ai AFTER INSERT ON {table} BEGIN {insert} END",
         f"CREATE TRIGGER IF NOT EXISTS {table}_ad AFTER DELETE ON {table} BEGIN {delete} END",
         f"CREATE TRIGGER IF NOT EXISTS {table}_au AFTER UPDATE OF document ON {table} "
         f"BEGIN {delete} {insert} END",

@@ -340,8 +340,10 @@ def test_query_count_known_customer_open_conversation(inbox, django_assert_num_q
     inbox.refresh_from_db()
     inbox.store  # noqa: B018  (loaded once per request by the API's scoped inbox lookup)
     # duplicate check, identities; savepoint, conversation lock, summary, message, event,
-    # search's savepoint + message entry + customer entry + release, release
-    with django_assert_num_queries(12):
+    # search's savepoint + message entry + customer entry + release, release; on SQLite the
+    # entry's terms go to FTS5 by a statement of their own and the customer's entry is read
+    # first (no upsert: see SqliteEngine.write_customers)
+    with django_assert_num_queries(12 if connection.vendor == "postgresql" else 14):
         receive(inbox, "b", [("email", "a@x.com")])
 
 
@@ -349,8 +351,9 @@ def test_query_count_new_customer(inbox, django_assert_num_queries):
     inbox.store  # noqa: B018
     # duplicate check, identities; savepoint, customer, savepoint + identity + release,
     # conversation candidates, conversation, message, events, search's savepoint + message
-    # entry + customer entry + release, release
-    with django_assert_num_queries(16):
+    # entry + customer entry + release, release; on SQLite the FTS5 inserts of both entries
+    # and the read of the customer's
+    with django_assert_num_queries(16 if connection.vendor == "postgresql" else 19):
         receive(inbox, "a", [("email", "a@x.com")])
 
 
