@@ -199,10 +199,13 @@ class SqliteEngine(Engine):
     # FTS5 spent most of its time merging them (37 against 12.6 µs a row, both tables counted:
     # bench/RESULTS.md, session 8). Updates and deletes, rare, keep their triggers. The callers
     # run these in a transaction (SQLite's write lock is held from its start: IMMEDIATE), so
-    # reading which rows exist before writing is safe.
+    # reading which rows exist before writing is safe; outside one, a race fails the INSERT
+    # (unique key) and the catch-up writes the entry later.
 
     def insert_new_messages(self, cursor: Any, rows: list[tuple]) -> None:
         # A row that exists after all fails the caller's savepoint (as COPY does on PostgreSQL).
+        if not rows:
+            return
         cursor.executemany(
             f"INSERT INTO {MESSAGE_TABLE} (message_id, conversation_id, inbox_id, sent_at, "  # noqa: S608
             "document) VALUES (%s, %s, %s, %s, %s)",
@@ -216,28 +219,21 @@ class SqliteEngine(Engine):
             self._insert_missing_messages(cursor, rows)
             return
         existing = self._existing(cursor, MESSAGE_TABLE, "message_id", [row[0] for row in rows])
-        # The update trigger moves the terms in FTS5 (old out, new in).
-        cursor.executemany(
-            f"UPDATE {MESSAGE_TABLE} SET conversation_id = %s, inbox_id = %s, "  # noqa: S608
-            "sent_at = %s, document = %s WHERE message_id = %s",
-            [(*row[1:], row[0]) for row in rows if row[0] in existing],
-        )
+        updates = [(*row[1:], row[0]) for row in rows if row[0] in existing]
+        if updates:
+            # The update trigger moves the terms in FTS5 (old out, new in).
+            cursor.executemany(
+                f"UPDATE {MESSAGE_TABLE} SET conversation_id = %s, inbox_id = %s, "  # noqa: S608
+                "sent_at = %s, document = %s WHERE message_id = %s",
+                updates,
+            )
         self.insert_new_messages(cursor, [row for row in rows if row[0] not in existing])
 
     def _insert_missing_messages(self, cursor: Any, rows: list[tuple]) -> None:
-        """Insert the rows that do not exist yet (a catch-up racing another writer) and index
-        those: one statement tells which went in."""
-        document = {row[0]: row[4] for row in rows}
-        for start in range(0, len(rows), 500):
-            chunk = rows[start : start + 500]
-            cursor.execute(
-                f"INSERT INTO {MESSAGE_TABLE} (message_id, conversation_id, inbox_id, "  # noqa: S608
-                f"sent_at, document) VALUES {', '.join(['(%s, %s, %s, %s, %s)'] * len(chunk))} "
-                "ON CONFLICT (message_id) DO NOTHING RETURNING message_id",
-                [value for row in chunk for value in row],
-            )
-            inserted = [pk for (pk,) in cursor.fetchall()]
-            self._index_new(cursor, self.MESSAGE_FTS, [(pk, document[pk]) for pk in inserted])
+        """Insert and index the rows that do not exist yet (a catch-up racing another writer
+        keeps what that one wrote). Not ``INSERT ... RETURNING``: SQLite before 3.35 lacks it."""
+        existing = self._existing(cursor, MESSAGE_TABLE, "message_id", [row[0] for row in rows])
+        self.insert_new_messages(cursor, [row for row in rows if row[0] not in existing])
 
     def write_customers(self, cursor: Any, rows: list[tuple]) -> None:
         rows = list({row[0]: row for row in rows}.values())
