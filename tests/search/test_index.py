@@ -530,3 +530,18 @@ def test_sqlite_schema_has_no_insert_trigger():
             "new.document); END"
         )
     assert [m.id for m in search_schema()] == ["search.W001"]
+    # The migration that upgrades such a schema drops it.
+    import importlib
+
+    migration = importlib.import_module("kefu.search.migrations.0005_sqlite_insert_without_trigger")
+
+    # (SQLite's schema editor refuses to open inside the test's transaction; the migration
+    # needs only its connection and execute.)
+    class Editor:
+        def execute(self, sql):
+            with connection.cursor() as cursor:
+                cursor.execute(sql)
+
+    Editor.connection = connection
+    migration.drop_insert_triggers(None, Editor())
+    assert search_schema() == []
