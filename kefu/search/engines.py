@@ -215,12 +215,12 @@ class SqliteEngine(Engine):
         self._index_new(cursor, self.MESSAGE_FTS, [(row[0], row[4]) for row in rows])
 
     def write_messages(self, cursor: Any, rows: list[tuple], *, replace: bool) -> None:
+        # Rows that exist are rewritten (``replace``) or kept (a catch-up racing another
+        # writer); the others are inserted and indexed. Not ``ON CONFLICT ... RETURNING``:
+        # SQLite before 3.35 lacks it.
         rows = list({row[0]: row for row in rows}.values())
-        if not replace:
-            self._insert_missing_messages(cursor, rows)
-            return
         existing = self._existing(cursor, MESSAGE_TABLE, "message_id", [row[0] for row in rows])
-        updates = [(*row[1:], row[0]) for row in rows if row[0] in existing]
+        updates = [(*row[1:], row[0]) for row in rows if row[0] in existing] if replace else []
         if updates:
             # The update trigger moves the terms in FTS5 (old out, new in).
             cursor.executemany(
@@ -228,12 +228,6 @@ class SqliteEngine(Engine):
                 "sent_at = %s, document = %s WHERE message_id = %s",
                 updates,
             )
-        self.insert_new_messages(cursor, [row for row in rows if row[0] not in existing])
-
-    def _insert_missing_messages(self, cursor: Any, rows: list[tuple]) -> None:
-        """Insert and index the rows that do not exist yet (a catch-up racing another writer
-        keeps what that one wrote). Not ``INSERT ... RETURNING``: SQLite before 3.35 lacks it."""
-        existing = self._existing(cursor, MESSAGE_TABLE, "message_id", [row[0] for row in rows])
         self.insert_new_messages(cursor, [row for row in rows if row[0] not in existing])
 
     def write_customers(self, cursor: Any, rows: list[tuple]) -> None:
