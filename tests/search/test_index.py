@@ -545,3 +545,47 @@ def test_sqlite_schema_has_no_insert_trigger():
     Editor.connection = connection
     migration.drop_insert_triggers(None, Editor())
     assert search_schema() == []
+
+
+def test_entries_have_no_conversation_index():
+    # Written for every received message and read only by merges and erasure, which go
+    # through the messages (migration 0006): the index is gone on both engines.
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, "search_messageentry")
+    indexed = [c["columns"] for c in constraints.values() if c["index"] and not c["primary_key"]]
+    assert ["conversation_id"] not in indexed
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's FTS5 configuration")
+def test_sqlite_fts5_merges_segments_in_eights():
+    import importlib
+
+    from kefu.search.engines import FTS5_AUTOMERGE
+
+    def automerge():
+        with connection.cursor() as cursor:
+            values = []
+            for fts in ("search_message_fts", "search_customer_fts"):
+                cursor.execute(f"SELECT v FROM {fts}_config WHERE k = 'automerge'")  # noqa: S608
+                values.append(cursor.fetchone()[0])
+        return values
+
+    assert FTS5_AUTOMERGE == 8
+    assert automerge() == [8, 8]
+    migration = importlib.import_module(
+        "kefu.search.migrations.0006_entries_without_conversation_index"
+    )
+
+    class Editor:  # see test_sqlite_schema_has_no_insert_trigger
+        def execute(self, sql):
+            with connection.cursor() as cursor:
+                cursor.execute(sql)
+
+    Editor.connection = connection
+    migration.set_automerge(4)(None, Editor())
+    assert automerge() == [4, 4]
+    migration.set_automerge(8)(None, Editor())
+    assert automerge() == [8, 8]
+    # A reindex re-creates the tables with the setting.
+    call_command("search", "reindex", "--no-progress")
+    assert automerge() == [8, 8]
