@@ -377,9 +377,10 @@ def _sqlite_relevance(query: ParsedQuery) -> tuple[str, list[Any]]:
 
 # FTS5 merges a level's segments into one when this many exist (its default: 4). Each merge
 # rewrites what it merges inside the writing transaction, under SQLite's single write lock:
-# at 8, a received message's entry costs ~10 µs less to write (bench/RESULTS.md, session 9),
-# while a query reads at most 7 segments a level instead of 3 (search p95 at 1,000,000
-# messages: bench/RESULTS.md, session 9). `kefu search reindex` ends with one merged segment.
+# at 8, a received message's entry costs ~4-10 µs less to write, and a query may read up to 7
+# segments a level instead of 3, which measured no slower at 1,000,000 messages (both:
+# bench/sqlite_entries.py, bench/RESULTS.md session 9). `kefu search reindex` ends with one
+# merged segment.
 FTS5_AUTOMERGE = 8
 
 

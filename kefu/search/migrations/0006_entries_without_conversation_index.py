@@ -4,8 +4,8 @@ eights (automerge 8).
 Both make writing a received message's entry cheaper, and that write sits inside the storing
 transaction (SQLite: under its single write lock). Measured with 500-row batches over 200,000
 entries: the index cost 11-14 µs a row (its keys arrive in random order) and FTS5's default
-automerge of 4 another ~10 (docs/search.md, "Ingest cost"). The index served only merges and
-erasure, which find the entries through their messages instead (index.resync_conversations).
+automerge of 4 another ~10 (docs/search.md, "Cheaper entries"). The index served only merges
+and erasure, which find the entries through their messages instead (index.resync_conversations).
 """
 
 from django.db import migrations, models
@@ -19,6 +19,12 @@ def set_automerge(value):
         if schema_editor.connection.vendor != "sqlite":
             return
         for fts in FTS_TABLES:
+            # A schema left uninstalled (an interrupted reindex) gets the setting when
+            # `kefu search reindex` re-creates it (engines._sqlite_schema).
+            with schema_editor.connection.cursor() as cursor:
+                cursor.execute("SELECT 1 FROM sqlite_master WHERE name = %s", [fts])
+                if cursor.fetchone() is None:
+                    continue
             schema_editor.execute(f"INSERT INTO {fts}({fts}, rank) VALUES ('automerge', {value})")
 
     return run
