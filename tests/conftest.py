@@ -120,6 +120,15 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 @pytest.fixture(autouse=True, scope="session")
+def _pokes_enqueue_at_once():
+    """Drain pokes enqueue from a background thread in production; in tests at once, in the
+    poking thread, so no thread writes to the test database after the test that poked."""
+    from kefu.core import drains
+
+    drains.IN_BACKGROUND = False
+
+
+@pytest.fixture(autouse=True, scope="session")
 def _search_indexes_at_once():
     """kefu.search defers indexing to a background thread in production; in tests it indexes at
     once, so no thread touches the test database after (or outside) the test that wrote."""

@@ -65,7 +65,17 @@ class Engine:
     def encode(self, terms: list[str], key: int, inbox: int | None = None) -> str:
         """The ``document`` value for ``terms`` (in text order) of the row with id ``key``
         (a message of ``inbox``; None for a customer)."""
+        return self.complete(self.encode_terms(terms), key, inbox)
+
+    def encode_terms(self, terms: list[str]) -> str:
+        """The part of a document that depends on its terms alone. A received message's is
+        made before the message has an id, outside the transaction that stores it (see
+        kefu.search.subscribers), and :meth:`complete` finishes it inside."""
         raise NotImplementedError
+
+    def complete(self, encoded: str, key: int, inbox: int | None = None) -> str:
+        """The document of row ``key`` (of ``inbox``) from its :meth:`encode_terms` value."""
+        return encoded
 
     def match(self, query: ParsedQuery) -> str:
         """The engine's match expression for ``query`` (never empty: check query.is_empty)."""
@@ -178,7 +188,7 @@ class SqliteEngine(Engine):
     MESSAGE_FTS = "search_message_fts"
     CUSTOMER_FTS = "search_customer_fts"
 
-    def encode(self, terms: list[str], key: int, inbox: int | None = None) -> str:
+    def encode_terms(self, terms: list[str]) -> str:
         return " ".join(terms)
 
     def match(self, query: ParsedQuery) -> str:
@@ -454,16 +464,19 @@ class PostgresEngine(Engine):
         sql = self.upsert_customers_sql().replace("VALUES (%s, %s::tsvector, %s)", values)
         cursor.execute(sql, [list(column) for column in zip(*rows, strict=True)])
 
-    def encode(self, terms: list[str], key: int, inbox: int | None = None) -> str:
+    def encode_terms(self, terms: list[str]) -> str:
         # A tsvector literal: the terms are letters, digits and marks only, so quoting them
         # needs no escapes. The literal form bypasses PostgreSQL's parser (whose idea of a
-        # letter depends on the server's locale). Then the row's recency lexemes and, for a
-        # message, its inbox's (see inbox_lexeme).
+        # letter depends on the server's locale).
         words = "'" + " '".join(map(str.__add__, terms, _POSITION_SUFFIXES)) if terms else ""
         if len(terms) > MAX_POSITION:  # PostgreSQL's last position holds the rest
             words += " " + " ".join(f"'{term}':{MAX_POSITION}" for term in terms[MAX_POSITION:])
+        return words
+
+    def complete(self, encoded: str, key: int, inbox: int | None = None) -> str:
+        # The row's recency lexemes and, for a message, its inbox's (see inbox_lexeme).
         extra = recency_lexemes(key) + _inbox_suffix(inbox)
-        return f"{words} {extra}" if words else extra
+        return f"{encoded} {extra}" if encoded else extra
 
     def match(self, query: ParsedQuery) -> str:
         phrases = []

@@ -11,7 +11,9 @@ from django.conf import settings
 
 from kefu.conversations.pipeline import on_inbound_prepared, on_inbound_stored
 from kefu.core.events import DomainEvent, subscribe
+from kefu.customers.actions import _contact_fields
 from kefu.search import index
+from kefu.search.engines import engine_for
 
 
 @on_inbound_prepared
@@ -19,8 +21,19 @@ def _analyze_inbound(prepared) -> None:  # type: ignore[no-untyped-def]
     # Outside the storing transaction (and in the request's own thread): the analysis is most
     # of an entry's Python work.
     if settings.KEFU_SEARCH_INDEXING:
-        prepared.extras["search_terms"] = index.message_document(
-            prepared.inbound.subject[:300], prepared.text
+        inbound = prepared.inbound
+        contact = _contact_fields(prepared.identities)
+        prepared.extras.update(
+            index.analyze_inbound(
+                engine_for(),
+                inbound.subject[:300],
+                prepared.text,
+                # The contact fields a new customer gets from this message (the pipeline's
+                # resolve_customer and the batch path's _resolve_customers).
+                inbound.customer_name[:200],
+                contact.get("email", ""),
+                contact.get("phone", ""),
+            )
         )
 
 

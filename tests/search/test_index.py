@@ -3,6 +3,8 @@ customer changes; a reindex rebuilds it and a catch-up repairs what a crash left
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.core.management import call_command
 from django.db import connection, transaction
@@ -149,7 +151,8 @@ def test_an_entry_already_there_fails_only_the_index_write(inbox, agent, committ
             receive(inbox, f"m{n}", f"The blender number {n} arrived broken", email="a@x.com")
             for n in range(COPY_MIN_ROWS)
         ]
-    prepared = type("Prepared", (), {"extras": {"search_terms": ["replaced"]}})()
+    extras = {"search_words": engine_for().encode_terms(["replaced"])}
+    prepared = type("Prepared", (), {"extras": extras})()
     stored = [(r.message, r.conversation, r.conversation.customer, prepared) for r in received]
     with committed():
         index.index_received(stored)
@@ -157,6 +160,34 @@ def test_an_entry_already_there_fails_only_the_index_write(inbox, agent, committ
     assert MessageEntry.objects.count() == COPY_MIN_ROWS
     assert hits(agent, "blender") == [received[0].conversation.pk]
     assert hits(agent, "replaced") == []
+
+
+def test_a_received_customer_entry_uses_the_analysis_made_before_storing_only_if_it_fits(
+    inbox, agent, committed
+):
+    # The prepare hook analyzes the contact fields a new customer would get from the message;
+    # the storing transaction uses that analysis only when the stored customer has exactly
+    # those fields (a known customer keeps its own name, email and phone).
+    with committed():
+        received = receive(inbox, "m1", "hello", email="ana@example.com", name="Ana Lopez")
+    customer = received.conversation.customer
+    engine = engine_for()
+
+    def index_with(contact: tuple, words: list[str], stamp: int) -> None:
+        customer.updated_at = customer.updated_at + timedelta(seconds=stamp)  # not current
+        extras = {"search_contact": (contact, engine.encode_terms(words))}
+        prepared = type("Prepared", (), {"extras": extras})()
+        CustomerEntry.objects.filter(pk=customer.pk).delete()
+        with committed():
+            index.index_received([(received.message, received.conversation, customer, prepared)])
+
+    MessageEntry.objects.all().delete()
+    index_with(("Someone Else", "else@example.com", ""), ["someone"], 1)
+    assert customer_ids(search(agent=agent, q="someone")) == []
+    assert customer_ids(search(agent=agent, q="lopez")) == [customer.pk]
+    MessageEntry.objects.all().delete()
+    index_with((customer.name, customer.email, customer.phone), ["analyzedbefore"], 2)
+    assert customer_ids(search(agent=agent, q="analyzedbefore")) == [customer.pk]
 
 
 def test_indexing_in_the_transaction_spares_the_after_commit_work(

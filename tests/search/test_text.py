@@ -173,3 +173,17 @@ def test_postgres_documents_number_terms_and_keep_the_last_position_for_the_rest
         f"'w{n}':{MAX_POSITION}" for n in range(MAX_POSITION, MAX_POSITION + 3)
     ]
     assert PostgresEngine().encode([], key=1) == PostgresEngine().encode(["x"], key=1)[6:]
+
+
+@pytest.mark.parametrize("engine_class", ["SqliteEngine", "PostgresEngine"])
+def test_a_document_encoded_in_two_steps_is_the_same_document(engine_class):
+    # A received message's terms are encoded before it has an id (outside the storing
+    # transaction) and completed inside: the result must not depend on the split.
+    from kefu.search import engines
+
+    engine = getattr(engines, engine_class)()
+    for terms in ([], ["kettle"], ["the", "kettle", "退款", "الطلب"]):
+        for key, inbox in ((1, 7), (123_456, None)):
+            assert engine.complete(engine.encode_terms(terms), key, inbox) == engine.encode(
+                terms, key, inbox
+            )
