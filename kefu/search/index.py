@@ -109,19 +109,19 @@ def _db() -> Any:
 
 def _message_row(engine: Engine, db: Any, pk: int, conversation_id: int, inbox_id: int,
                  sent_at: Any, subject: str, text: str) -> tuple:  # fmt: skip
-    return _entry_row(
-        engine, db, pk, conversation_id, inbox_id, sent_at, message_document(subject, text)
-    )
+    encoded = engine.encode_terms(message_document(subject, text))
+    return _entry_row(engine, db, pk, conversation_id, inbox_id, sent_at, encoded)
 
 
 def _entry_row(engine: Engine, db: Any, pk: int, conversation_id: int, inbox_id: int,
-               sent_at: Any, terms: list[str]) -> tuple:  # fmt: skip
+               sent_at: Any, encoded: str) -> tuple:  # fmt: skip
+    """A message's entry from its terms as ``engine.encode_terms`` made them."""
     return (
         pk,
         conversation_id,
         inbox_id,
         adapt_datetime(sent_at, db),
-        engine.encode(terms, pk, inbox_id),
+        engine.complete(encoded, pk, inbox_id),
     )
 
 
@@ -223,16 +223,10 @@ def index_received(stored: Iterable[tuple[Message, Conversation, Customer, Any]]
         words = extras.get("search_words")
         if words is None:
             words = engine.encode_terms(message_document(message.subject, message.text))
-        pk, inbox_id = message.pk, conversation.inbox_id
-        rows.append(
-            (
-                pk,
-                conversation.pk,
-                inbox_id,
-                adapt_datetime(message.sent_at, db),
-                engine.complete(words, pk, inbox_id),
-            )
+        row = _entry_row(
+            engine, db, message.pk, conversation.pk, conversation.inbox_id, message.sent_at, words
         )
+        rows.append(row)
         if customer.pk not in people and not _customer_current(customer):
             contact = (customer.name, customer.email, customer.phone)
             analyzed = extras.get("search_contact")
